@@ -1,0 +1,3 @@
+from csscert.cli import main
+
+main()

@@ -1,0 +1,286 @@
+"""The Keystone v3 subset the official clients need, in Keystone's own wire format.
+
+``openstacksdk``/``otcextensions`` log in with ``POST /v3/auth/tokens`` and find the CSS
+endpoint in the token's catalog; the Huawei SDK looks its project up with
+``GET /v3/projects?name=<region>``. Handlers only translate: checks live in the identity layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from csscert.errors import AccessDenied, AuthenticationFailed, CsscertError, InvalidRequest
+from csscert.identity import Directory, IssuedToken, Principal, TokenClaims
+from csscert.model import Project, User
+from csscert.service import Service
+from csscert.api.wire import Response, json_response, keystone_error
+
+__all__ = ["KeystoneRequest", "handle_keystone"]
+
+_UPDATED = "2013-03-06T00:00:00Z"
+_MEDIA = [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}]
+
+
+@dataclass(slots=True)
+class KeystoneRequest:
+    method: str
+    path: str
+    query_string: str
+    headers: Mapping[str, str]
+    body: bytes
+    request_id: str
+    base_url: str
+
+
+def _iso(epoch: int) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+
+
+def _version(base_url: str) -> dict[str, Any]:
+    return {
+        "id": "v3.0",
+        "status": "stable",
+        "updated": _UPDATED,
+        "links": [{"rel": "self", "href": f"{base_url}/v3/"}],
+        "media-types": _MEDIA,
+    }
+
+
+def _project_body(directory: Directory, project: Project, base_url: str) -> dict[str, Any]:
+    return {
+        "id": project.id,
+        "name": project.name,
+        "domain_id": project.domain_id,
+        "description": "",
+        "enabled": project.enabled,
+        "is_domain": False,
+        "parent_id": project.domain_id,
+        "links": {"self": f"{base_url}/v3/projects/{project.id}"},
+    }
+
+
+def _catalog(service: Service, project: Project, base_url: str) -> list[dict[str, Any]]:
+    region = service.settings.region
+    return [
+        {
+            "id": "css",
+            "type": "css",
+            "name": "css",
+            "endpoints": [
+                {
+                    "id": f"css-{project.id}",
+                    "interface": "public",
+                    "region": region,
+                    "region_id": region,
+                    "url": f"{base_url}/v1.0/{project.id}",
+                }
+            ],
+        },
+        {
+            "id": "identity",
+            "type": "identity",
+            "name": "iam",
+            "endpoints": [
+                {
+                    "id": "identity-public",
+                    "interface": "public",
+                    "region": region,
+                    "region_id": region,
+                    "url": f"{base_url}/v3",
+                }
+            ],
+        },
+    ]
+
+
+def _token_body(
+    service: Service, directory: Directory, claims: TokenClaims, base_url: str, with_catalog: bool
+) -> dict[str, Any]:
+    user = directory.users[claims.user_id]
+    domain = directory.domains[user.domain_id]
+    token: dict[str, Any] = {
+        "methods": list(claims.methods),
+        "user": {
+            "id": user.id,
+            "name": user.name,
+            "domain": {"id": domain.id, "name": domain.name},
+            "password_expires_at": None,
+        },
+        "audit_ids": [claims.audit_id],
+        "issued_at": _iso(claims.issued_at),
+        "expires_at": _iso(claims.expires_at),
+    }
+    if claims.project_id is not None and claims.project_id in directory.projects:
+        project = directory.projects[claims.project_id]
+        token["project"] = {"id": project.id, "name": project.name, "domain": {"id": domain.id, "name": domain.name}}
+        token["roles"] = [{"id": "0" * 32, "name": "css_user"}]
+        token["is_domain"] = False
+        if with_catalog:
+            token["catalog"] = _catalog(service, project, base_url)
+    elif with_catalog:
+        token["catalog"] = []
+    return {"token": token}
+
+
+def _get(obj: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _opt_str(value: Any, what: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 255:
+        raise InvalidRequest(f"{what} must be a non-empty string")
+    return value
+
+
+async def _login(service: Service, directory: Directory, body: bytes, now: float) -> IssuedToken:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("the request body is not valid JSON") from exc
+    identity = _get(payload, "auth", "identity")
+    methods = _get(identity, "methods")
+    if not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods):
+        raise InvalidRequest("auth.identity.methods must be a list such as [\"password\"]")
+    user: User
+    if "password" in methods:
+        spec = _get(identity, "password", "user")
+        password = _get(spec, "password")
+        if not isinstance(spec, dict) or not isinstance(password, str):
+            raise InvalidRequest("auth.identity.password.user needs a name or id and a password")
+        user_id = _opt_str(spec.get("id"), "user id")
+        user_name = _opt_str(spec.get("name"), "user name")
+        domain = None
+        if user_id is None:
+            if user_name is None:
+                raise InvalidRequest("give the user's id, or its name and domain")
+            domain = directory.find_domain(
+                _opt_str(_get(spec, "domain", "id"), "domain id"), _opt_str(_get(spec, "domain", "name"), "domain name")
+            )
+        # argon2 is slow by design: verify off the event loop so other requests keep flowing.
+        user = await asyncio.to_thread(directory.password_login, user_id, user_name, domain, password)
+    elif "token" in methods:
+        token = _get(identity, "token", "id")
+        if not isinstance(token, str):
+            raise InvalidRequest("auth.identity.token.id must be a token")
+        user = directory.authenticate_token(token, now).user
+    else:
+        raise InvalidRequest("supported methods are 'password' and 'token'")
+    scope = _get(payload, "auth", "scope")
+    project = None
+    if scope is not None:
+        if not isinstance(scope, dict) or "project" not in scope:
+            raise InvalidRequest("only project scope is supported")
+        project_id = _opt_str(_get(scope, "project", "id"), "project id")
+        project_name = _opt_str(_get(scope, "project", "name"), "project name")
+        if project_id is None and project_name is None:
+            raise InvalidRequest("give the project's id, or its name")
+        if project_name is not None and project_id is None:
+            domain_ref = _get(scope, "project", "domain")
+            if domain_ref is not None:
+                wanted = directory.find_domain(
+                    _opt_str(_get(domain_ref, "id"), "domain id"), _opt_str(_get(domain_ref, "name"), "domain name")
+                )
+                if wanted.id != user.domain_id:
+                    raise AccessDenied("the project is not in the user's domain")
+        project = directory.scope_project(user, project_id, project_name)
+    return directory.mint_token(user, project, ["password"] if "password" in methods else ["token"], now)
+
+
+async def handle_keystone(service: Service, request: KeystoneRequest) -> Response:
+    """Route ``/v3...`` requests. Errors come back in Keystone's shape."""
+    rid = request.request_id
+    path = request.path.rstrip("/") or "/"
+    method = request.method
+    try:
+        if path == "/v3":
+            if method not in ("GET", "HEAD"):
+                return keystone_error(405, "use GET", rid, [("allow", "GET, HEAD")])
+            return json_response(200, {"version": _version(request.base_url)}, rid)
+        directory = service.view().directory
+        now = service.now()
+        if path == "/v3/auth/tokens":
+            return await _tokens(service, directory, request, now)
+        if path in ("/v3/projects", "/v3/auth/projects", "/v3/auth/domains"):
+            if method not in ("GET", "HEAD"):
+                return keystone_error(405, "use GET", rid, [("allow", "GET, HEAD")])
+            principal = directory.authenticate(
+                method, request.path, request.query_string, request.headers, request.body, now
+            )
+            if path == "/v3/auth/domains":
+                domain = principal.domain
+                return json_response(
+                    200, {"domains": [{"id": domain.id, "name": domain.name, "enabled": domain.enabled}]}, rid
+                )
+            return _projects(directory, principal, request, filtered=path == "/v3/projects")
+        return keystone_error(404, f"The resource could not be found: {request.path[:200]}", rid)
+    except AuthenticationFailed as exc:
+        return keystone_error(401, str(exc), rid)
+    except AccessDenied as exc:
+        return keystone_error(403, str(exc), rid)
+    except InvalidRequest as exc:
+        return keystone_error(400, str(exc), rid)
+    except CsscertError as exc:
+        return keystone_error(404, str(exc), rid)
+
+
+async def _tokens(service: Service, directory: Directory, request: KeystoneRequest, now: float) -> Response:
+    rid = request.request_id
+    with_catalog = "nocatalog" not in dict(parse_qsl(request.query_string, keep_blank_values=True))
+    if request.method == "POST":
+        issued = await _login(service, directory, request.body, now)
+        body = _token_body(service, directory, issued.claims, request.base_url, with_catalog)
+        return json_response(201, body, rid, [("x-subject-token", issued.token)])
+    if request.method not in ("GET", "HEAD", "DELETE"):
+        return keystone_error(405, "use POST, GET, HEAD or DELETE", rid, [("allow", "POST, GET, HEAD, DELETE")])
+    caller_token = request.headers.get("x-auth-token")
+    if not caller_token:
+        raise AuthenticationFailed("The request you have made requires authentication.")
+    directory.authenticate_token(caller_token, now)
+    subject = request.headers.get("x-subject-token")
+    if not subject:
+        raise InvalidRequest("X-Subject-Token is required")
+    try:
+        claims = directory.authenticate_token(subject, now).claims
+    except AuthenticationFailed:
+        return keystone_error(404, "Could not find token", rid)
+    assert claims is not None
+    if request.method == "DELETE":
+        await asyncio.to_thread(service.identity.revoke_token, subject, directory)
+        return 204, [("x-request-id", rid)], b""
+    body = _token_body(service, directory, claims, request.base_url, with_catalog)
+    return json_response(200, body, rid, [("x-subject-token", subject)])
+
+
+def _projects(directory: Directory, principal: Principal, request: KeystoneRequest, *, filtered: bool) -> Response:
+    projects = directory.projects_of(principal.user)
+    if principal.project_id is not None:
+        projects = [p for p in projects if p.id == principal.project_id]
+    if filtered:
+        for name, value in parse_qsl(request.query_string, keep_blank_values=True):
+            if name == "name":
+                projects = [p for p in projects if p.name == value]
+            elif name == "domain_id":
+                projects = [p for p in projects if p.domain_id == value]
+            elif name == "enabled":
+                projects = [p for p in projects if str(p.enabled).lower() == value.lower()]
+    base = request.base_url
+    return json_response(
+        200,
+        {
+            "projects": [_project_body(directory, p, base) for p in projects],
+            "links": {"self": f"{base}{request.path}", "previous": None, "next": None},
+        },
+        request.request_id,
+    )

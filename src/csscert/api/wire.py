@@ -1,0 +1,102 @@
+"""The wire format: status codes, error bodies and header helpers. No domain logic here.
+
+CSS errors carry both key pairs clients read (``error_code``/``error_msg`` for the Huawei SDK
+and the API Gateway style, ``errCode``/``externalMessage`` for the CSS service style), so
+every client shows the real code. Keystone routes use Keystone's own error shape.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+__all__ = [
+    "CSS_ERRORS",
+    "Response",
+    "css_error",
+    "keystone_error",
+    "new_request_id",
+]
+
+Headers = list[tuple[str, str]]
+Response = tuple[int, Headers, bytes]
+
+JSON = "application/json"
+JSON_UTF8 = "application/json;charset=UTF-8"
+
+# (status, code, the code's meaning from the CSS error table)
+CSS_ERRORS: dict[str, tuple[int, str]] = {
+    "CSS.0001": (400, "Incorrect parameters."),
+    "CSS.0015": (403, "No resources are found or the access is denied."),
+    "CSS.0016": (404, "Resource not found."),
+    "CSS.0004": (415, "Invalid operation."),
+    "CSS.9999": (500, "Failed to process the request."),
+    "APIGW.0301": (401, "Incorrect IAM authentication information."),
+    "APIGW.0101": (404, "The API does not exist or has not been published in the environment."),
+}
+
+
+def new_request_id() -> str:
+    return os.urandom(16).hex()
+
+
+_prefix_cache: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+
+
+def _error_parts(code: str, message: str) -> tuple[bytes, bytes]:
+    """The body around the request id, built once per (code, message)."""
+    parts = _prefix_cache.get((code, message))
+    if parts is None:
+        external = f"{code} : {message}"
+        head = json.dumps(
+            {"error_code": code, "error_msg": message, "errCode": code, "externalMessage": external},
+            separators=(",", ":"),
+        )[:-1]
+        parts = ((head + ',"request_id":"').encode(), b'"}')
+        if len(_prefix_cache) < 1024:
+            _prefix_cache[(code, message)] = parts
+    return parts
+
+
+def css_error(
+    code: str,
+    message: str,
+    request_id: str,
+    extra: Sequence[tuple[str, str]] = (),
+    *,
+    status: int | None = None,
+) -> Response:
+    """A CSS/API Gateway error body; ``status`` overrides the code's usual status (405, 406)."""
+    status = status or CSS_ERRORS[code][0]
+    head, tail = _error_parts(code, message)
+    body = head + request_id.encode() + tail
+    headers: Headers = [("content-type", JSON_UTF8), ("x-request-id", request_id), *extra]
+    return status, headers, body
+
+
+_KEYSTONE_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    415: "Unsupported Media Type",
+    500: "Internal Server Error",
+}
+
+
+def keystone_error(status: int, message: str, request_id: str, extra: Sequence[tuple[str, str]] = ()) -> Response:
+    body = json.dumps(
+        {"error": {"code": status, "title": _KEYSTONE_TITLES.get(status, "Error"), "message": message}},
+        separators=(",", ":"),
+    ).encode()
+    headers: Headers = [("content-type", JSON), ("x-request-id", request_id), *extra]
+    if status == 401:
+        headers.append(("www-authenticate", 'Keystone uri="/v3"'))
+    return status, headers, body
+
+
+def json_response(status: int, payload: object, request_id: str, extra: Sequence[tuple[str, str]] = ()) -> Response:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return status, [("content-type", JSON), ("x-request-id", request_id), *extra], body

@@ -1,0 +1,120 @@
+"""Plain records the store hands to the authority and identity layers.
+
+They are immutable dataclasses, not ORM objects, so nothing above the store can lazily reach
+back into the database.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+__all__ = [
+    "PROJECT_ID_RE",
+    "AccessKey",
+    "CAState",
+    "CertificateAuthority",
+    "Domain",
+    "FernetKey",
+    "IssuedCertificate",
+    "Project",
+    "Revocation",
+    "User",
+    "new_id",
+]
+
+PROJECT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def new_id() -> str:
+    """A 32 lower-case hex identifier, the shape the cloud uses for project, domain and user ids."""
+    return secrets.token_hex(16)
+
+
+class CAState(StrEnum):
+    ACTIVE = "active"  # signs new node certificates; first in the bundle
+    TRUSTED = "trusted"  # no longer signs, still in the bundle during an overlap
+    RETIRED = "retired"  # out of the bundle
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    id: str
+    name: str
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    id: str
+    name: str
+    domain_id: str
+    enabled: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    name: str
+    domain_id: str
+    password_hash: str | None
+    enabled: bool
+    created_at: datetime
+    project_ids: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessKey:
+    access: str
+    user_id: str
+    secret_sealed: str
+    enabled: bool
+    description: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateAuthority:
+    id: str
+    scope: str  # "region" or a project id
+    serial: str  # lower-case hex
+    subject: str
+    fingerprint_sha256: str
+    not_before: datetime
+    not_after: datetime
+    cert_pem: bytes
+    key_sealed: str
+    state: CAState
+    created_at: datetime
+    changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCertificate:
+    serial: str  # lower-case hex
+    ca_id: str
+    project_id: str
+    name: str
+    sans: str
+    fingerprint_sha256: str
+    not_before: datetime
+    not_after: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FernetKey:
+    id: str
+    key_sealed: str
+    primary: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    audit_id: str
+    expires_at: datetime

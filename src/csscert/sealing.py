@@ -1,0 +1,89 @@
+"""Encryption at rest for every secret the store keeps (CA keys, secret keys, token keys).
+
+A single master key, never stored in the database, seals each secret with AES-256-GCM. The
+record's identity is bound as associated data, so a sealed blob copied onto another row fails
+to open instead of silently becoming that row's secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+__all__ = ["MasterKeyError", "Sealer", "load_master_key"]
+
+_VERSION = b"\x01"
+_NONCE_BYTES = 12
+MASTER_KEY_FILE = "master.key"
+
+
+class MasterKeyError(RuntimeError):
+    """The master key is missing, malformed, or does not open what the store holds."""
+
+
+def _decode_key(text: str) -> bytes:
+    try:
+        raw = base64.urlsafe_b64decode(text.strip() + "=" * (-len(text.strip()) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise MasterKeyError("master key is not valid base64url") from exc
+    if len(raw) != 32:
+        raise MasterKeyError("master key must decode to exactly 32 bytes")
+    return raw
+
+
+def generate_master_key() -> str:
+    return base64.urlsafe_b64encode(AESGCM.generate_key(bit_length=256)).decode().rstrip("=")
+
+
+def load_master_key(explicit: str | None, data_dir: Path, *, create: bool) -> bytes:
+    """The master key from ``CSSCERT_MASTER_KEY``, else from ``<data_dir>/master.key``.
+
+    The file is created once (mode 0600, written with O_EXCL so two first starts cannot race
+    each other into two different keys).
+    """
+    if explicit:
+        return _decode_key(explicit)
+    path = data_dir / MASTER_KEY_FILE
+    if path.exists():
+        return _decode_key(path.read_text())
+    if not create:
+        raise MasterKeyError(f"no master key: set CSSCERT_MASTER_KEY or provide {path}")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key_text = generate_master_key()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _decode_key(path.read_text())
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key_text + "\n")
+    return _decode_key(key_text)
+
+
+class Sealer:
+    """Seals and opens secrets under the master key; ``context`` names the record they belong to."""
+
+    def __init__(self, master_key: bytes) -> None:
+        self._aead = AESGCM(master_key)
+
+    def seal(self, secret: bytes, context: str) -> str:
+        nonce = os.urandom(_NONCE_BYTES)
+        blob = _VERSION + nonce + self._aead.encrypt(nonce, secret, context.encode())
+        return base64.b64encode(blob).decode()
+
+    def open(self, sealed: str, context: str) -> bytes:
+        try:
+            blob = base64.b64decode(sealed, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise MasterKeyError(f"sealed secret for {context} is corrupt") from exc
+        if blob[:1] != _VERSION or len(blob) < 1 + _NONCE_BYTES + 16:
+            raise MasterKeyError(f"sealed secret for {context} has an unknown format")
+        nonce, ciphertext = blob[1 : 1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES :]
+        try:
+            return self._aead.decrypt(nonce, ciphertext, context.encode())
+        except InvalidTag as exc:
+            raise MasterKeyError(f"the master key does not open the secret for {context}") from exc

@@ -1,0 +1,225 @@
+"""The composition root: settings + master key + store + authority + identity, and the hot-path view.
+
+:meth:`Service.view` is what every request calls. It costs one ``stat`` of the store's hint
+file; only when another process (or this one) changed something is a new :class:`View` read
+from the database, once, and then shared by every request until the next change. A
+background poll of the database revision backs the hint up (for example when the database is
+shared between hosts that do not share the data directory).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from csscert.authority import REGION_SCOPE, Authority, TrustBundle, trusted_by_scope
+from csscert.errors import ResourceNotFound
+from csscert.identity import Directory, Identity
+from csscert.model import CertificateAuthority, Project
+from csscert.sealing import Sealer, load_master_key
+from csscert.settings import Settings
+from csscert.store import SqlStore, StoreSnapshot, migrate, open_store
+
+__all__ = ["BOOTSTRAP_FILE", "FirstStart", "Service", "View"]
+
+log = logging.getLogger("csscert")
+
+BOOTSTRAP_FILE = "bootstrap-credentials.json"
+BOOTSTRAP_USER = "csscert-admin"
+
+
+@dataclass(frozen=True)
+class FirstStart:
+    """What a newcomer needs after the very first start (printed by ``csscert serve``)."""
+
+    region: str
+    project: Project
+    user_name: str
+    domain_name: str
+    access_key: str
+    credentials_file: Path
+    token: str
+
+
+class View:
+    """Identity and trust bundles of one store revision; read-only, shared by all requests."""
+
+    def __init__(self, snapshot: StoreSnapshot, sealer: Sealer, settings: Settings) -> None:
+        self.revision = snapshot.revision
+        self.directory = Directory(snapshot, sealer, settings)
+        self._region_scope = settings.ca_scope == "region"
+        self._warning_days = settings.ca_expiry_warning_days
+        self._trusted: dict[str, list[CertificateAuthority]] = trusted_by_scope(snapshot.authorities)
+        self._bundles: dict[str, TrustBundle] = {}
+
+    def scope_for(self, project_id: str) -> str:
+        return REGION_SCOPE if self._region_scope else project_id
+
+    def bundle(self, project_id: str) -> TrustBundle | None:
+        scope = self.scope_for(project_id)
+        bundle = self._bundles.get(scope)
+        if bundle is None:
+            authorities = self._trusted.get(scope)
+            if not authorities:
+                return None
+            bundle = self._bundles[scope] = TrustBundle(scope, authorities, self._warning_days)
+        return bundle
+
+
+class Service:
+    """Owns the long-lived parts; one per process."""
+
+    def __init__(self, settings: Settings, *, create: bool = False) -> None:
+        self.settings = settings
+        if create:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        master = settings.master_key.get_secret_value() if settings.master_key else None
+        self.sealer = Sealer(load_master_key(master, settings.data_dir, create=create))
+        self.store: SqlStore = open_store(settings)
+        self.authority = Authority(self.store, self.sealer, settings)
+        self.identity = Identity(self.store, self.sealer, settings)
+        self.first_start: FirstStart | None = None
+        self._view: View | None = None
+        self._hint: tuple[int, int] | None = None
+        self._db_revision_seen = -1
+        self._stale = True
+        self._lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- start-up -----------------------------------------------------------------------
+
+    def initialize(self, *, bootstrap: bool = False) -> FirstStart | None:
+        """Migrate, then create whatever a working deployment needs and does not have yet.
+
+        With ``bootstrap`` (``csscert serve``), a data directory that was never served gets
+        the region's project, a first user and access key; the answer says what was made.
+        """
+        migrate(self.store)
+        self._reconcile_settings()
+        self.identity.default_domain()
+        self.identity.ensure_token_keys()
+        first: FirstStart | None = None
+        if bootstrap and self.store.get_meta("bootstrapped") is None:
+            first = self._bootstrap()
+            self.store.set_meta("bootstrapped", dt.datetime.now(dt.UTC).isoformat())
+        self.authority.ensure_all()
+        self.first_start = first
+        return first
+
+    def _reconcile_settings(self) -> None:
+        """Region, domain and CA scope belong to the data, not to one process's flags.
+
+        The first start records them; later processes adopt the recorded values unless told
+        otherwise explicitly. The CA scope may change (each project then gets its own CA);
+        the region and domain may not, since project names are built from them.
+        """
+        updates: dict[str, str] = {}
+        for name in ("region", "domain_name", "ca_scope"):
+            stored = self.store.get_meta(name)
+            current = str(getattr(self.settings, name))
+            if stored is None:
+                self.store.set_meta(name, current)
+            elif stored != current:
+                if name not in self.settings.model_fields_set:
+                    updates[name] = stored
+                elif name == "ca_scope":
+                    log.warning("CA scope changes from %s to %s", stored, current)
+                    self.store.set_meta(name, current)
+                else:
+                    raise ValueError(f"this data belongs to {name} {stored!r}, not {current!r}")
+        if updates:
+            self.settings = self.settings.model_copy(update=updates)
+            self.authority = Authority(self.store, self.sealer, self.settings)
+            self.identity = Identity(self.store, self.sealer, self.settings)
+
+    def _bootstrap(self) -> FirstStart:
+        import secrets
+
+        try:
+            project = self.identity.resolve_project(self.settings.region)
+        except ResourceNotFound:
+            project = self.identity.create_project(self.settings.region)
+        password = secrets.token_urlsafe(18)
+        self.identity.create_user(BOOTSTRAP_USER, [project.id], password)
+        key, secret = self.identity.create_credential(BOOTSTRAP_USER, "bootstrap")
+        path = self.settings.data_dir / BOOTSTRAP_FILE
+        payload = {
+            "region": self.settings.region,
+            "domain_name": self.settings.domain_name,
+            "project_id": project.id,
+            "project_name": project.name,
+            "user_name": BOOTSTRAP_USER,
+            "password": password,
+            "access_key": key.access,
+            "secret_key": secret,
+        }
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2)
+            handle.write("\n")
+        self.authority.ensure_all()
+        token = self.identity.issue_token(BOOTSTRAP_USER, project.id).token
+        return FirstStart(
+            self.settings.region, project, BOOTSTRAP_USER, self.settings.domain_name, key.access, path, token
+        )
+
+    def create_project(self, name: str) -> Project:
+        """A project, and in ``project`` CA scope its own CA (re-done by any later start if we crash)."""
+        project = self.identity.create_project(name)
+        self.authority.ensure(self.authority.scope_for(project.id))
+        return project
+
+    # -- hot path -----------------------------------------------------------------------
+
+    def _hint_state(self) -> tuple[int, int] | None:
+        hint = self.store.hint_path
+        if hint is None:
+            return None
+        try:
+            st = os.stat(hint)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns)
+
+    def view(self) -> View:
+        hint = self._hint_state()
+        view = self._view
+        if view is None or self._stale or hint != self._hint:
+            with self._lock:
+                view = self._view
+                if view is None or self._stale or hint != self._hint:
+                    self._stale = False
+                    self._hint = hint
+                    view = self._view = View(self.store.snapshot(), self.sealer, self.settings)
+                    self._db_revision_seen = view.revision
+        return view
+
+    def start_watching(self) -> None:
+        """Poll the database revision in the background (never on the request path)."""
+        if self._watcher is not None:
+            return
+        self._watcher = threading.Thread(target=self._watch, name="csscert-revision", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.settings.revision_poll_seconds):
+            try:
+                revision = self.store.revision()
+            except Exception:  # a database hiccup must not kill the watcher
+                log.exception("revision poll failed")
+                continue
+            if revision != self._db_revision_seen:
+                self._stale = True
+
+    def close(self) -> None:
+        self._stop.set()
+        self.store.close()
+
+    def now(self) -> float:
+        return dt.datetime.now(dt.UTC).timestamp()

@@ -1,0 +1,90 @@
+"""One typed settings object, read from ``CSSCERT_*`` environment variables and CLI flags.
+
+The CLI turns its flags into environment variables before it starts server workers, so a
+worker process rebuilds exactly the same :class:`Settings` from its environment.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CAScope = Literal["region", "project"]
+KeyType = Literal["rsa2048", "rsa3072", "rsa4096", "p256", "p384"]
+
+_REGION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told. Defaults give a working embedded deployment."""
+
+    model_config = SettingsConfigDict(env_prefix="CSSCERT_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("csscert-data"), description="Where the SQLite file and keys live.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; defaults to SQLite in the data directory."
+    )
+    master_key: SecretStr | None = Field(
+        default=None, description="Base64url 32-byte key sealing private keys; else a 0600 file."
+    )
+
+    region: str = "local-1"
+    domain_name: str = "csscert"
+
+    ca_scope: CAScope = "region"
+    ca_key_type: KeyType = "rsa2048"
+    ca_validity_days: int = Field(default=3650, ge=1, le=36500)
+    ca_subject: str = "CN=CloudSearchService"
+    ca_expiry_warning_days: int = Field(default=90, ge=0)
+    node_validity_days: int = Field(default=365, ge=1, le=3650)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    public_url: str | None = Field(default=None, description="Base URL clients reach us at (catalog).")
+
+    token_ttl_seconds: int = Field(default=86400, ge=60)
+    sdk_date_skew_seconds: int = Field(default=900, ge=1)
+    revision_poll_seconds: float = Field(default=2.0, gt=0)
+    truststore_default_password: SecretStr = SecretStr("changeit")
+    log_level: str = "INFO"
+
+    @field_validator("region")
+    @classmethod
+    def _region_is_a_name(cls, value: str) -> str:
+        if not _REGION_RE.match(value):
+            raise ValueError("region must be lower-case letters, digits and '-', e.g. 'eu-de'")
+        return value
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'csscert.db').resolve()}"
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
+
+    def public_base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def to_environ(self) -> dict[str, str]:
+        """Environment that recreates these settings in a child process (worker)."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"CSSCERT_{name.upper()}"] = str(value)
+        return env
