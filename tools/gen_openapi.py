@@ -1,0 +1,286 @@
+"""Writes src/csscert/api/openapi.json, the contract schemathesis fuzzes the real server against.
+
+Kept as Python so the repeated error responses are written once; run it after changing routes:
+``python tools/gen_openapi.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).resolve().parent.parent / "src" / "csscert" / "api" / "openapi.json"
+
+CSS_ERROR = {
+    "type": "object",
+    "required": ["error_code", "error_msg", "errCode", "externalMessage", "request_id"],
+    "properties": {
+        "error_code": {"type": "string", "pattern": r"^(CSS|APIGW)\.\d{4}$"},
+        "error_msg": {"type": "string"},
+        "errCode": {"type": "string"},
+        "externalMessage": {"type": "string"},
+        "request_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    },
+}
+KEYSTONE_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "title", "message"],
+            "properties": {"code": {"type": "integer"}, "title": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+REQUEST_ID = {"X-Request-Id": {"schema": {"type": "string"}, "description": "Request id, also in error bodies."}}
+
+
+def css_err(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": REQUEST_ID,
+        "content": {"application/json;charset=UTF-8": {"schema": {"$ref": "#/components/schemas/CssError"}}},
+    }
+
+
+def ks_err(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": REQUEST_ID,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/KeystoneError"}}},
+    }
+
+
+CSS_ERRORS = {
+    "400": css_err("Invalid request (CSS.0001)."),
+    "401": css_err("Missing or wrong credentials (APIGW.0301)."),
+    "403": css_err("The project is not the caller's (CSS.0015)."),
+    "404": css_err("Project not found (CSS.0016)."),
+    "405": css_err("Method not allowed."),
+    "406": css_err("No acceptable representation."),
+    "500": css_err("Internal failure (CSS.9999), no detail."),
+}
+KS_ERRORS = {
+    "400": ks_err("Bad request."),
+    "401": ks_err("Authentication required or failed."),
+    "403": ks_err("Forbidden."),
+    "404": ks_err("Not found."),
+    "405": ks_err("Method not allowed."),
+}
+SECURITY = [{"token": []}, {"aksk": []}]
+
+download_ok = {
+    "description": "The trust bundle (PEM by default; see `format`).",
+    "headers": {
+        **REQUEST_ID,
+        "ETag": {"schema": {"type": "string"}},
+        "Last-Modified": {"schema": {"type": "string"}},
+        "Content-Disposition": {"schema": {"type": "string"}},
+    },
+    "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "application/pkix-cert": {"schema": {"type": "string", "format": "binary"}},
+        "application/pkcs7-mime; smime-type=certs-only": {"schema": {"type": "string", "format": "binary"}},
+        "application/x-pkcs12": {"schema": {"type": "string", "format": "binary"}},
+        "application/json": {"schema": {"$ref": "#/components/schemas/BundleMetadata"}},
+    },
+}
+download_params = [
+    {
+        "name": "project_id",
+        "in": "path",
+        "required": True,
+        "description": "32 lower-case hex characters.",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "format",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": ["pem", "der", "p7b", "jks", "p12", "json"]},
+    },
+    {
+        "name": "password",
+        "in": "query",
+        "required": False,
+        "description": "Truststore password for format=jks|p12 (default `changeit`).",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+    },
+]
+download_responses = {"200": download_ok, "304": {"description": "Not modified.", "headers": REQUEST_ID}, **CSS_ERRORS}
+
+token_body = {
+    "type": "object",
+    "required": ["token"],
+    "properties": {
+        "token": {
+            "type": "object",
+            "required": ["methods", "user", "expires_at", "issued_at", "audit_ids"],
+            "properties": {
+                "methods": {"type": "array", "items": {"type": "string"}},
+                "expires_at": {"type": "string"},
+                "issued_at": {"type": "string"},
+                "audit_ids": {"type": "array", "items": {"type": "string"}},
+                "user": {"type": "object"},
+                "project": {"type": "object"},
+                "catalog": {"type": "array"},
+            },
+        }
+    },
+}
+auth_request = {
+    "type": "object",
+    "required": ["auth"],
+    "properties": {
+        "auth": {
+            "type": "object",
+            "required": ["identity"],
+            "properties": {
+                "identity": {
+                    "type": "object",
+                    "required": ["methods"],
+                    "properties": {
+                        "methods": {"type": "array", "items": {"type": "string", "enum": ["password", "token"]}},
+                        "password": {"type": "object"},
+                        "token": {"type": "object"},
+                    },
+                },
+                "scope": {"type": "object"},
+            },
+        }
+    },
+}
+projects_body = {
+    "type": "object",
+    "required": ["projects", "links"],
+    "properties": {
+        "projects": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "name", "domain_id", "enabled"],
+                "properties": {
+                    "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                    "name": {"type": "string"},
+                    "domain_id": {"type": "string"},
+                    "enabled": {"type": "boolean"},
+                },
+            },
+        },
+        "links": {"type": "object"},
+    },
+}
+subject_header = {"name": "X-Subject-Token", "in": "header", "required": True, "schema": {"type": "string"}}
+
+document = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "csscert",
+        "version": "0.1.0",
+        "description": "CSS 'Downloading a Security Certificate' and the Keystone v3 subset its clients need.",
+    },
+    "components": {
+        "securitySchemes": {
+            "token": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"},
+            "aksk": {"type": "apiKey", "in": "header", "name": "Authorization",
+                     "description": "SDK-HMAC-SHA256 Access=..., SignedHeaders=..., Signature=... with X-Sdk-Date."},
+        },
+        "schemas": {
+            "CssError": CSS_ERROR,
+            "KeystoneError": KEYSTONE_ERROR,
+            "BundleMetadata": {
+                "type": "object",
+                "required": ["scope", "certificates"],
+                "properties": {"scope": {"type": "string"}, "certificates": {"type": "array"}},
+            },
+        },
+    },
+    "paths": {
+        "/v1.0/{project_id}/cer/download": {
+            "parameters": download_params,
+            "get": {
+                "operationId": "DownloadCert",
+                "summary": "Download the security certificate (CloudSearchService.cer).",
+                "security": SECURITY,
+                "responses": download_responses,
+            },
+            "head": {
+                "operationId": "DownloadCertHead",
+                "summary": "Headers of the download, no body.",
+                "security": SECURITY,
+                "responses": download_responses,
+            },
+        },
+        "/v3": {
+            "get": {
+                "operationId": "KeystoneVersion",
+                "security": [],
+                "responses": {"200": {"description": "Version document.", "content": {"application/json": {"schema": {"type": "object", "required": ["version"]}}}}},
+            }
+        },
+        "/v3/auth/tokens": {
+            "post": {
+                "operationId": "KeystoneCreateToken",
+                "security": [],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": auth_request}}},
+                "responses": {
+                    "201": {
+                        "description": "Token issued; the token is in X-Subject-Token.",
+                        "headers": {"X-Subject-Token": {"schema": {"type": "string"}}},
+                        "content": {"application/json": {"schema": token_body}},
+                    },
+                    **KS_ERRORS,
+                },
+            },
+            "get": {
+                "operationId": "KeystoneValidateToken",
+                "security": [{"token": []}],
+                "parameters": [subject_header],
+                "responses": {"200": {"description": "Valid.", "content": {"application/json": {"schema": token_body}}}, **KS_ERRORS},
+            },
+            "head": {
+                "operationId": "KeystoneCheckToken",
+                "security": [{"token": []}],
+                "parameters": [subject_header],
+                "responses": {"200": {"description": "Valid."}, **KS_ERRORS},
+            },
+            "delete": {
+                "operationId": "KeystoneRevokeToken",
+                "security": [{"token": []}],
+                "parameters": [subject_header],
+                "responses": {"204": {"description": "Revoked."}, **KS_ERRORS},
+            },
+        },
+        "/v3/projects": {
+            "get": {
+                "operationId": "KeystoneListProjects",
+                "security": SECURITY,
+                "parameters": [
+                    {"name": "name", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {"name": "domain_id", "in": "query", "required": False, "schema": {"type": "string"}},
+                ],
+                "responses": {"200": {"description": "The caller's projects.", "content": {"application/json": {"schema": projects_body}}}, **KS_ERRORS},
+            }
+        },
+        "/v3/auth/projects": {
+            "get": {
+                "operationId": "KeystoneListAuthProjects",
+                "security": SECURITY,
+                "responses": {"200": {"description": "The caller's projects.", "content": {"application/json": {"schema": projects_body}}}, **KS_ERRORS},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "Health",
+                "security": [],
+                "responses": {"200": {"description": "Up.", "content": {"application/json": {"schema": {"type": "object"}}}}},
+            }
+        },
+    },
+}
+
+if __name__ == "__main__":
+    OUT.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"wrote {OUT}")
