@@ -13,29 +13,32 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, get_args
 
 import click
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from csscert.authority import REGION_SCOPE, AuthorityError
 from csscert.errors import CsscertError
 from csscert.model import CertificateAuthority
 from csscert.sealing import MasterKeyError
-from csscert.service import Service
-from csscert.settings import Settings
+from csscert.service import FirstStart, Service
+from csscert.settings import KeyType, Settings
 from csscert.store import Conflict, NotFound
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
+KEY_TYPES = list(get_args(KeyType))
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     sys.exit(code)
 
 
@@ -51,14 +54,33 @@ def _settings(ctx: click.Context, **overrides: Any) -> Settings:
         _fail("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()))
 
 
-@contextmanager
-def _service(ctx: click.Context, **overrides: Any) -> Iterator[Service]:
-    settings = _settings(ctx, **overrides)
+def _database_error(exc: SQLAlchemyError) -> str:
+    """One line about a database failure (the driver's message, not SQL or parameters)."""
+    orig = getattr(exc, "orig", None)
+    return f"database error: {(str(orig) if orig is not None else str(exc)).splitlines()[0]}"
+
+
+def _open_service(settings: Settings, *, bootstrap: bool = False) -> tuple[Service, FirstStart | None]:
     try:
         service = Service(settings, create=True)
-        service.initialize()
-    except (MasterKeyError, ValueError) as exc:
+    except (MasterKeyError, ValueError, OSError) as exc:
         _fail(str(exc))
+    except SQLAlchemyError as exc:
+        _fail(_database_error(exc))
+    try:
+        first = service.initialize(bootstrap=bootstrap)
+    except (MasterKeyError, ValueError, OSError) as exc:
+        service.close()
+        _fail(str(exc))
+    except SQLAlchemyError as exc:
+        service.close()
+        _fail(_database_error(exc))
+    return service, first
+
+
+@contextmanager
+def _service(ctx: click.Context, **overrides: Any) -> Iterator[Service]:
+    service, _ = _open_service(_settings(ctx, **overrides))
     try:
         yield service
     finally:
@@ -83,18 +105,41 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory [CSSCERT_DATA_DIR].")
 @click.option("--database-url", help="SQLAlchemy URL instead of SQLite [CSSCERT_DATABASE_URL].")
 @click.option("--region", help="Region name, also the first project's name [CSSCERT_REGION].")
-@click.option("--ca-scope", type=click.Choice(["region", "project"]), help="One CA per region or per project.")
-@click.option("--ca-key-type", type=click.Choice(["rsa2048", "rsa3072", "rsa4096", "p256", "p384"]))
+@click.option(
+    "--ca-scope", type=click.Choice(["region", "project"]), help="One CA per region (default) or per project."
+)
+@click.option("--ca-key-type", type=click.Choice(KEY_TYPES), help="Key of new CAs (default rsa2048).")
 @click.option("--ca-validity-days", type=int, help="Validity of new CAs (default 3650).")
 @click.option("--ca-subject", help="Subject of new CAs, RFC 4514 (default CN=CloudSearchService).")
 @click.version_option(package_name="csscert")
 @click.pass_context
-def cli(ctx: click.Context, **options: Any) -> None:
+def cli(ctx: click.Context, /, **options: Any) -> None:
     """csscert: the Cloud Search Service certificate download API, with its own CA and identity."""
     ctx.obj = options
 
 
 # -- serve ------------------------------------------------------------------------------
+
+
+def _first_start_banner(first: FirstStart, base: str) -> None:
+    """What a newcomer needs next. Values are printed verbatim: no markup, no wrapping."""
+
+    def line(label: str, value: str) -> None:
+        console.print(f"{label:<16}{value}", markup=False, highlight=False, soft_wrap=True)
+
+    console.rule("[bold]csscert: first start")
+    line("region", first.region)
+    line("project id", f"{first.project.id}  (name {first.project.name})")
+    line("user", f"{first.user_name} in domain {first.domain_name}")
+    line("access key", first.access_key)
+    line("credentials", f"{first.credentials_file}  (password and secret key, mode 0600)")
+    console.print(f"download the certificate (with a token of {first.user_name}):", markup=False)
+    command = (
+        f"curl -fsS -H 'X-Auth-Token: {first.token}' -o CloudSearchService.cer "
+        f"{base}/v1.0/{first.project.id}/cer/download"
+    )
+    console.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
+    console.rule()
 
 
 @cli.command()
@@ -103,30 +148,16 @@ def cli(ctx: click.Context, **options: Any) -> None:
 @click.option("--workers", type=int, default=None, help="Worker processes (default 1).")
 @click.option("--public-url", default=None, help="Base URL clients use, for the Keystone catalog.")
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None, public_url: str | None) -> None:
+def serve(
+    ctx: click.Context, host: str | None, port: int | None, workers: int | None, public_url: str | None
+) -> None:
     """Run the API server (creates the database, CA and first credentials on first start)."""
     settings = _settings(ctx, host=host, port=port, workers=workers, public_url=public_url)
-    try:
-        service = Service(settings, create=True)
-        first = service.initialize(bootstrap=True)
-    except (MasterKeyError, ValueError) as exc:
-        _fail(str(exc))
+    service, first = _open_service(settings, bootstrap=True)
     settings = service.settings
     base = settings.public_base_url()
     if first is not None:
-        console.rule("[bold]csscert: first start")
-        console.print(f"region          [bold]{first.region}[/]")
-        console.print(f"project id      [bold]{first.project.id}[/]  (name {first.project.name})")
-        console.print(f"user            {first.user_name} in domain {first.domain_name}")
-        console.print(f"access key      {first.access_key}")
-        console.print(f"credentials     {first.credentials_file}  (password and secret key, mode 0600)")
-        console.print("download the certificate:")
-        console.print(
-            f"  curl -fsS -H 'X-Auth-Token: {first.token}' -o CloudSearchService.cer "
-            f"{base}/v1.0/{first.project.id}/cer/download",
-            soft_wrap=True,
-        )
-        console.rule()
+        _first_start_banner(first, base)
     service.close()
     os.environ.update(settings.to_environ())
     from granian import Granian
@@ -142,7 +173,11 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
         log_access=False,
         websockets=False,
     )
-    err_console.print(f"csscert listening on {base} ({settings.workers} worker(s), data in {settings.data_dir})")
+    err_console.print(
+        f"csscert listening on {base} ({settings.workers} worker(s), data in {settings.data_dir})",
+        markup=False,
+        soft_wrap=True,
+    )
     server.serve()
 
 
@@ -196,7 +231,9 @@ def project_list(ctx: click.Context, as_json: bool) -> None:
     with _service(ctx) as service:
         projects = service.store.projects()
     if as_json:
-        _emit_json([{"id": p.id, "name": p.name, "enabled": p.enabled, "created_at": p.created_at} for p in projects])
+        _emit_json(
+            [{"id": p.id, "name": p.name, "enabled": p.enabled, "created_at": p.created_at} for p in projects]
+        )
         return
     table = Table("id", "name", "enabled", "created")
     for p in projects:
@@ -262,7 +299,9 @@ def ca_show(ctx: click.Context, project_ref: str | None, as_json: bool) -> None:
     table.add_row("state", info["state"])
     console.print(table)
     if info["expires_soon"]:
-        err_console.print(f"[bold yellow]warning:[/] this CA expires on {info['not_after']}; run 'csscert ca rotate'")
+        err_console.print(
+            f"[bold yellow]warning:[/] this CA expires on {info['not_after']}; run 'csscert ca rotate'"
+        )
 
 
 @ca.command("list")
@@ -333,7 +372,7 @@ def cert() -> None:
 @click.option("--ip", "ips", multiple=True, help="IP subject alternative name (repeatable).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output directory.")
 @click.option("--days", type=int, default=None, help="Validity in days (default 365, never past the CA).")
-@click.option("--key-type", type=click.Choice(["rsa2048", "rsa3072", "rsa4096", "p256", "p384"]), default=None)
+@click.option("--key-type", type=click.Choice(KEY_TYPES), help="Node key type (default: --ca-key-type).")
 @json_option
 @click.pass_context
 @_friendly_errors
@@ -352,7 +391,9 @@ def cert_issue(
     safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     targets = {kind: out_dir / f"{safe_name}.{kind}" for kind in ("key", "crt")}
     targets["ca"] = out_dir / "ca.crt"
-    existing = [str(p) for p in targets.values() if p.exists()]
+    if out_dir.exists() and not out_dir.is_dir():
+        _fail(f"--out {out_dir} exists and is not a directory")
+    existing = [str(p) for p in targets.values() if p.exists() or p.is_symlink()]
     if existing:
         _fail(f"refusing to overwrite {', '.join(existing)}")
     with _service(ctx) as service:
@@ -360,13 +401,15 @@ def cert_issue(
         node = service.authority.issue_node(
             project_id, name, dns_names, ips, validity_days=days, key_type=key_type
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
     try:
+        out_dir.mkdir(parents=True, exist_ok=True)
         _write_new(targets["key"], node.key_pem, 0o600)
         _write_new(targets["crt"], node.chain_pem, 0o644)
         _write_new(targets["ca"], node.ca_bundle_pem, 0o644)
     except FileExistsError as exc:
         _fail(f"refusing to overwrite {exc.filename}")
+    except OSError as exc:
+        _fail(f"could not write to {out_dir}: {exc.strerror or exc}")
     record = node.record
     if as_json:
         _emit_json(
@@ -399,7 +442,9 @@ def user() -> None:
 @json_option
 @click.pass_context
 @_friendly_errors
-def user_create(ctx: click.Context, name: str, projects: tuple[str, ...], password_stdin: bool, as_json: bool) -> None:
+def user_create(
+    ctx: click.Context, name: str, projects: tuple[str, ...], password_stdin: bool, as_json: bool
+) -> None:
     """Create a user (with a password only when --password-stdin is given)."""
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
     with _service(ctx) as service:
@@ -417,7 +462,7 @@ def user_list(ctx: click.Context, as_json: bool) -> None:
     """List users."""
     with _service(ctx) as service:
         users = service.identity.users()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"id": u.id, "name": u.name, "enabled": u.enabled, "projects": sorted(u.project_ids),
          "password": u.password_hash is not None}
         for u in users
@@ -503,7 +548,7 @@ def credential_list(ctx: click.Context, user_ref: str | None, as_json: bool) -> 
     with _service(ctx) as service:
         keys = service.identity.credentials(user_ref)
         names = {u.id: u.name for u in service.identity.users()}
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"access": k.access, "user": names.get(k.user_id, k.user_id), "enabled": k.enabled,
          "description": k.description, "created_at": k.created_at.isoformat()}
         for k in keys

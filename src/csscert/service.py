@@ -21,7 +21,7 @@ from csscert.authority import REGION_SCOPE, Authority, TrustBundle, trusted_by_s
 from csscert.errors import ResourceNotFound
 from csscert.identity import Directory, Identity
 from csscert.model import CertificateAuthority, Project
-from csscert.sealing import Sealer, load_master_key
+from csscert.sealing import MASTER_KEY_FILE, MasterKeyError, Sealer, load_master_key
 from csscert.settings import Settings
 from csscert.store import SqlStore, StoreSnapshot, migrate, open_store
 
@@ -101,6 +101,7 @@ class Service:
         the region's project, a first user and access key; the answer says what was made.
         """
         migrate(self.store)
+        self._check_master_key()
         self._reconcile_settings()
         self.identity.default_domain()
         self.identity.ensure_token_keys()
@@ -111,6 +112,20 @@ class Service:
         self.authority.ensure_all()
         self.first_start = first
         return first
+
+    def _check_master_key(self) -> None:
+        """Refuse to work with a master key that does not open what the store already holds.
+
+        Otherwise a process started with the wrong key would seal new secrets under it and
+        leave a database the server cannot read (every request would then fail).
+        """
+        try:
+            View(self.store.snapshot(), self.sealer, self.settings)  # opens every token key and SK
+        except MasterKeyError as exc:
+            raise MasterKeyError(
+                f"{exc}: the master key (CSSCERT_MASTER_KEY or {self.settings.data_dir / MASTER_KEY_FILE}) "
+                "is not the one that sealed the secrets in this database"
+            ) from exc
 
     def _reconcile_settings(self) -> None:
         """Region, domain and CA scope belong to the data, not to one process's flags.

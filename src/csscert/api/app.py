@@ -34,7 +34,9 @@ log = logging.getLogger("csscert.api")
 _PREFIX = "/v1.0/"
 _SUFFIX = "/cer/download"
 _MAX_BODY = 64 * 1024
+_MIN_DOWNLOAD_PATH = len(_PREFIX) + len(_SUFFIX)
 _ALLOW_DOWNLOAD = [("allow", "GET, HEAD")]
+_NOT_PUBLISHED = "The API does not exist or has not been published."
 _ERROR_CODES: list[tuple[type[Exception], str]] = [
     (AuthenticationFailed, "APIGW.0301"),
     (InvalidRequest, "CSS.0001"),
@@ -77,6 +79,9 @@ class App:
             method, scope.path, scope.query_string, headers, body, scope.scheme
         )
         if method == "HEAD" or not out_body:
+            if method == "HEAD" and out_body and all(name != "content-length" for name, _ in out_headers):
+                # On GET the server adds the length of the body; HEAD must announce the same one.
+                out_headers = [*out_headers, ("content-length", str(len(out_body)))]
             protocol.response_empty(status, out_headers)
         else:
             protocol.response_bytes(status, out_headers, out_body)
@@ -137,22 +142,27 @@ class App:
     ) -> Response:
         rid = new_request_id()
         try:
-            if path.startswith(_PREFIX) and path.endswith(_SUFFIX):
+            if path.startswith(_PREFIX) and path.endswith(_SUFFIX) and len(path) >= _MIN_DOWNLOAD_PATH:
                 return self.download(method, path, query_string, headers, body, rid)
             if path == "/v3" or path.startswith("/v3/"):
                 if body == b"\x00too-large":
                     return css_error("CSS.0001", "the request body is too large", rid)
-                request = KeystoneRequest(method, path, query_string, headers, body, rid, self._base_url(headers, scheme))
+                base_url = self._base_url(headers, scheme)
+                request = KeystoneRequest(method, path, query_string, headers, body, rid, base_url)
                 return await handle_keystone(self.service, request)
-            if path == "/openapi.json" and method in ("GET", "HEAD"):
+            if path in ("/", "/healthz", "/openapi.json"):
+                if method not in ("GET", "HEAD"):
+                    return css_error(
+                        "CSS.0001", "this API only supports GET and HEAD", rid, _ALLOW_DOWNLOAD, status=405
+                    )
+                if path != "/openapi.json":
+                    return json_response(200, {"status": "ok", "service": "csscert"}, rid)
                 if self._openapi is None:
                     self._openapi = _openapi_document()
                 return 200, [("content-type", "application/json"), ("x-request-id", rid)], self._openapi
-            if path in ("/", "/healthz") and method in ("GET", "HEAD"):
-                return json_response(200, {"status": "ok", "service": "csscert"}, rid)
-            return css_error("APIGW.0101", "The API does not exist or has not been published.", rid)
+            return css_error("APIGW.0101", _NOT_PUBLISHED, rid)
         except Exception:
-            log.exception("request %s failed: %s %s", rid, method, path[:200])
+            log.exception("request %s failed: %s %r", rid, method, path[:200])
             return css_error("CSS.9999", "Failed to process the request.", rid)
 
     def _base_url(self, headers: Mapping[str, str], scheme: str) -> str:
@@ -169,12 +179,12 @@ class App:
     ) -> Response:
         project_id = path[len(_PREFIX) : -len(_SUFFIX)]
         if "/" in project_id:
-            return css_error("APIGW.0101", "The API does not exist or has not been published.", rid)
+            return css_error("APIGW.0101", _NOT_PUBLISHED, rid)
         if method != "GET" and method != "HEAD":
             return css_error(
                 "CSS.0001", "this API only supports GET and HEAD", rid, _ALLOW_DOWNLOAD, status=405
             )
-        if not PROJECT_ID_RE.match(project_id):
+        if not PROJECT_ID_RE.fullmatch(project_id):  # fullmatch: "$" would accept a trailing newline
             return css_error(
                 "CSS.0001", "project_id must be 32 lower-case hexadecimal characters", rid
             )
@@ -206,5 +216,7 @@ class App:
 def create_app(settings: Settings | None = None) -> App:
     """Factory for granian (``--factory``) and for tests: settings come from the environment."""
     settings = settings or Settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     return App(Service(settings))

@@ -86,7 +86,9 @@ _KEYSTONE_TITLES = {
 }
 
 
-def keystone_error(status: int, message: str, request_id: str, extra: Sequence[tuple[str, str]] = ()) -> Response:
+def keystone_error(
+    status: int, message: str, request_id: str, extra: Sequence[tuple[str, str]] = ()
+) -> Response:
     body = json.dumps(
         {"error": {"code": status, "title": _KEYSTONE_TITLES.get(status, "Error"), "message": message}},
         separators=(",", ":"),
@@ -97,6 +99,8 @@ def keystone_error(status: int, message: str, request_id: str, extra: Sequence[t
     return status, headers, body
 
 
-def json_response(status: int, payload: object, request_id: str, extra: Sequence[tuple[str, str]] = ()) -> Response:
+def json_response(
+    status: int, payload: object, request_id: str, extra: Sequence[tuple[str, str]] = ()
+) -> Response:
     body = json.dumps(payload, separators=(",", ":")).encode()
     return status, [("content-type", JSON), ("x-request-id", request_id), *extra], body

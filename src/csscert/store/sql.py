@@ -227,7 +227,8 @@ class SqlStore:
 
     def set_user_enabled(self, user_id: str, enabled: bool) -> None:
         with self._write() as conn:
-            if conn.execute(update(t.users).where(t.users.c.id == user_id).values(enabled=enabled)).rowcount == 0:
+            result = conn.execute(update(t.users).where(t.users.c.id == user_id).values(enabled=enabled))
+            if result.rowcount == 0:
                 raise NotFound("no such user")
 
     def set_user_password(self, user_id: str, password_hash: str) -> None:
