@@ -23,7 +23,7 @@ from csscert.identity import Directory, Identity
 from csscert.model import CertificateAuthority, Project
 from csscert.sealing import MASTER_KEY_FILE, MasterKeyError, Sealer, load_master_key
 from csscert.settings import Settings
-from csscert.store import SqlStore, StoreSnapshot, migrate, open_store
+from csscert.store import Conflict, SqlStore, StoreSnapshot, migrate, open_store
 
 __all__ = ["BOOTSTRAP_FILE", "FirstStart", "Service", "View"]
 
@@ -161,7 +161,10 @@ class Service:
         except ResourceNotFound:
             project = self.identity.create_project(self.settings.region)
         password = secrets.token_urlsafe(18)
-        self.identity.create_user(BOOTSTRAP_USER, [project.id], password)
+        try:
+            self.identity.create_user(BOOTSTRAP_USER, [project.id], password)
+        except Conflict:  # an earlier first start stopped half-way: take the user over
+            self.identity.set_password(BOOTSTRAP_USER, password)
         key, secret = self.identity.create_credential(BOOTSTRAP_USER, "bootstrap")
         path = self.settings.data_dir / BOOTSTRAP_FILE
         payload = {

@@ -60,6 +60,19 @@ class Settings(BaseSettings):
             raise ValueError("region must be lower-case letters, digits and '-', e.g. 'eu-de'")
         return value
 
+    @field_validator("ca_subject")
+    @classmethod
+    def _subject_is_a_name(cls, value: str) -> str:
+        from cryptography import x509
+
+        try:
+            name = x509.Name.from_rfc4514_string(value)
+        except ValueError:
+            name = None
+        if name is None or not list(name):
+            raise ValueError("CA subject must be an RFC 4514 name such as 'CN=CloudSearchService,O=Example'")
+        return value
+
     @property
     def sqlalchemy_url(self) -> str:
         if self.database_url:
