@@ -213,8 +213,15 @@ class Service:
                 view = self._view
                 if view is None or self._stale or hint != self._hint:
                     self._stale = False
+                    try:
+                        view = View(self.store.snapshot(), self.sealer, self.settings)
+                    except BaseException:
+                        # Fail closed: never keep serving the old view (it may predate a
+                        # revocation); the next request tries again.
+                        self._stale = True
+                        raise
+                    self._view = view
                     self._hint = hint
-                    view = self._view = View(self.store.snapshot(), self.sealer, self.settings)
                     self._db_revision_seen = view.revision
         return view
 
