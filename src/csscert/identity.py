@@ -11,8 +11,12 @@ Two halves:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import hashlib
 import json
+import math
 import secrets
 import string
 from collections.abc import Iterable, Mapping
@@ -43,6 +47,8 @@ _AK_ALPHABET = string.ascii_uppercase + string.digits
 _SK_ALPHABET = string.ascii_letters + string.digits
 _TOKEN_KEYS_KEPT = 3
 _TOKEN_CACHE_LIMIT = 50_000
+_TOKEN_MAX_LENGTH = 4096
+_USER_REVOCATION = "user:"  # revocation rows "user:<user id>@<epoch ms>": tokens issued before are void
 _IAM = "Incorrect IAM authentication information: "
 _BAD_SIGNATURE = _IAM + "the access key is unknown or disabled, or the signature does not match"
 _DUMMY_SECRET = secrets.token_bytes(40)
@@ -79,7 +85,7 @@ class TokenClaims:
     project_id: str | None
     methods: tuple[str, ...]
     audit_id: str
-    issued_at: int
+    issued_at: float  # epoch seconds, millisecond precision (user revocations compare against it)
     expires_at: int
 
     def to_json(self) -> bytes:
@@ -93,8 +99,12 @@ class TokenClaims:
     def from_json(cls, raw: bytes) -> TokenClaims:
         try:
             user_id, domain_id, project_id, methods, audit_id, issued_at, expires_at = json.loads(raw)
-            return cls(str(user_id), str(domain_id), project_id, tuple(methods), str(audit_id),
-                       int(issued_at), int(expires_at))
+            if project_id is not None and not isinstance(project_id, str):
+                raise TypeError("project id")
+            return cls(
+                str(user_id), str(domain_id), project_id, tuple(str(m) for m in methods), str(audit_id),
+                float(issued_at), int(expires_at),
+            )
         except (ValueError, TypeError) as exc:
             raise AuthenticationFailed(_IAM + "the token is invalid") from exc
 
@@ -125,14 +135,23 @@ class _TokenCodec:
     def mint(self, claims: TokenClaims) -> str:
         if self._fernet is None:
             raise RuntimeError("no token keys; start the service once to create them")
-        return self._fernet.encrypt_at_time(claims.to_json(), claims.issued_at).decode()
+        return self._fernet.encrypt_at_time(claims.to_json(), int(claims.issued_at)).decode()
 
     def parse(self, token: str) -> TokenClaims:
-        if self._fernet is None:
+        """Decrypt and authenticate a token; any change to any character makes it invalid.
+
+        Fernet alone is not enough for that: its base64 decoder skips characters outside the
+        alphabet and ignores the unused low bits of the last character, so some one-character
+        edits decode to the same bytes. Only the canonical encoding is accepted.
+        """
+        if self._fernet is None or len(token) > _TOKEN_MAX_LENGTH:
             raise AuthenticationFailed(_IAM + "the token is invalid")
         try:
-            raw = self._fernet.decrypt(token.encode("ascii"))
-        except (InvalidToken, UnicodeEncodeError, ValueError) as exc:
+            encoded = token.encode("ascii")
+            if base64.urlsafe_b64encode(base64.urlsafe_b64decode(encoded)) != encoded:
+                raise InvalidToken
+            raw = self._fernet.decrypt(encoded)
+        except (InvalidToken, UnicodeEncodeError, ValueError, binascii.Error) as exc:
             raise AuthenticationFailed(_IAM + "the token is invalid") from exc
         return TokenClaims.from_json(raw)
 
@@ -154,6 +173,13 @@ class Directory:
             for key in snapshot.access_keys
         }
         self._revoked = frozenset(r.audit_id for r in snapshot.revocations)
+        self._user_revoked_before: dict[str, float] = {}
+        for revocation in snapshot.revocations:
+            if revocation.audit_id.startswith(_USER_REVOCATION):
+                user_id, _, millis = revocation.audit_id[len(_USER_REVOCATION) :].partition("@")
+                if millis.isdigit():
+                    before = max(int(millis) / 1000, self._user_revoked_before.get(user_id, 0.0))
+                    self._user_revoked_before[user_id] = before
         primary_first = sorted(snapshot.fernet_keys, key=lambda k: (not k.primary, -k.created_at.timestamp()))
         self._codec = _TokenCodec([sealer.open(k.key_sealed, _fernet_context(k.id)) for k in primary_first])
         self._token_cache: dict[str, TokenClaims] = {}
@@ -191,7 +217,8 @@ class Directory:
             self._token_cache[token] = claims
         if now >= claims.expires_at:
             raise AuthenticationFailed(_IAM + "the token has expired")
-        if claims.audit_id in self._revoked:
+        revoked_before = self._user_revoked_before.get(claims.user_id, 0.0)
+        if claims.audit_id in self._revoked or claims.issued_at < revoked_before:
             raise AuthenticationFailed(_IAM + "the token has been revoked")
         user = self.users.get(claims.user_id)
         if user is None or not user.enabled or user.domain_id != claims.domain_id:
@@ -221,10 +248,11 @@ class Directory:
             raise AuthenticationFailed(_IAM + str(exc)) from exc
         if "x-sdk-date" not in parsed.signed_headers or "host" not in parsed.signed_headers:
             raise AuthenticationFailed(_IAM + "SignedHeaders must include host and x-sdk-date")
-        if abs(now - signed_at) > self._settings.sdk_date_skew_seconds:
+        skew = self._settings.sdk_date_skew_seconds
+        if abs(now - signed_at) > skew:
+            window = f"{skew // 60} minutes" if skew % 60 == 0 else f"{skew} seconds"
             raise AuthenticationFailed(
-                _IAM + f"X-Sdk-Date is more than {self._settings.sdk_date_skew_seconds // 60} minutes "
-                "away from the server's time"
+                _IAM + f"X-Sdk-Date {sdk_date} is more than {window} away from the server's time"
             )
         if headers.get("x-security-token"):
             raise AuthenticationFailed(
@@ -236,18 +264,29 @@ class Directory:
             if value is None:
                 raise AuthenticationFailed(_IAM + f"signed header {name!r} is not in the request")
             values[name] = value
+        # The SDK signs X-Sdk-Content-Sha256 whenever it sets it; an unsigned one is ignored, and a
+        # declared digest must be the body's (only UNSIGNED-PAYLOAD leaves the body unsigned).
+        declared = values.get(signing.CONTENT_HASH_HEADER)
+        if (
+            body
+            and declared is not None
+            and declared != signing.UNSIGNED_PAYLOAD
+            and declared != hashlib.sha256(body).hexdigest()
+        ):
+            raise AuthenticationFailed(_IAM + "X-Sdk-Content-Sha256 does not match the request body")
         entry = self._secrets.get(parsed.access)
         secret = entry[1] if entry is not None else _DUMMY_SECRET  # same work either way
-        canonical = signing.canonical_request(
+        expected = signing.request_signature(
+            secret,
+            sdk_date,
             method,
             path,
             query_string,
             values,
             parsed.signed_headers,
-            signing.payload_hash(body, headers.get(signing.CONTENT_HASH_HEADER)),
+            signing.payload_hash(body, declared),
             decoded_path=True,
         )
-        expected = signing.signature(secret, signing.string_to_sign(sdk_date, canonical))
         matches = signing.signatures_equal(expected, parsed.signature)
         if entry is None or not matches or not entry[0].enabled:
             raise AuthenticationFailed(_BAD_SIGNATURE)
@@ -279,7 +318,8 @@ class Directory:
     # -- logins (Keystone password method) ----------------------------------------------
 
     def find_domain(self, domain_id: str | None, domain_name: str | None) -> Domain:
-        domain = self.domains.get(domain_id or "") if domain_id else self.domains_by_name.get(domain_name or "")
+        by_id, by_name = self.domains, self.domains_by_name
+        domain = by_id.get(domain_id) if domain_id else by_name.get(domain_name or "")
         if domain is None or not domain.enabled:
             raise AuthenticationFailed("The request you have made requires authentication.")
         return domain
@@ -307,15 +347,26 @@ class Directory:
         return user
 
     def scope_project(self, user: User, project_id: str | None, project_name: str | None) -> Project:
-        project = (
-            self.projects.get(project_id or "") if project_id else self.projects_by_name.get(project_name or "")
-        )
+        by_id, by_name = self.projects, self.projects_by_name
+        project = by_id.get(project_id) if project_id else by_name.get(project_name or "")
         if project is None or project.id not in user.project_ids or not project.enabled:
             raise AccessDenied("the user has no access to the requested project")
         return project
 
-    def mint_token(self, user: User, project: Project | None, methods: Iterable[str], now: float) -> IssuedToken:
-        issued = int(now)
+    def mint_token(
+        self,
+        user: User,
+        project: Project | None,
+        methods: Iterable[str],
+        now: float,
+        *,
+        expires_at: int | None = None,
+    ) -> IssuedToken:
+        """A new token; ``expires_at`` caps its life (a token got with a token lives no longer)."""
+        issued = math.floor(now * 1000) / 1000
+        expires = int(issued) + self._settings.token_ttl_seconds
+        if expires_at is not None:
+            expires = min(expires, expires_at)
         claims = TokenClaims(
             user_id=user.id,
             domain_id=user.domain_id,
@@ -323,7 +374,7 @@ class Directory:
             methods=tuple(methods),
             audit_id=secrets.token_urlsafe(16),
             issued_at=issued,
-            expires_at=issued + self._settings.token_ttl_seconds,
+            expires_at=expires,
         )
         return IssuedToken(self._codec.mint(claims), claims)
 
@@ -386,18 +437,32 @@ class Identity:
         if not project_ids:
             raise InvalidRequest("grant the user at least one project (--project)")
         password_hash = hash_password(password) if password is not None else None
-        return self._store.create_user(new_id(), name.strip(), self.default_domain().id, password_hash, project_ids)
+        domain_id = self.default_domain().id
+        return self._store.create_user(new_id(), name.strip(), domain_id, password_hash, project_ids)
 
     def grant(self, user_ref: str, project_ref: str) -> None:
         self._store.grant(self.resolve_user(user_ref).id, self.resolve_project(project_ref).id)
 
     def set_password(self, user_ref: str, password: str) -> None:
-        self._store.set_user_password(self.resolve_user(user_ref).id, hash_password(password))
+        """A new password; like Keystone, tokens issued before stop working."""
+        user = self.resolve_user(user_ref)
+        self._store.set_user_password(user.id, hash_password(password))
+        self.revoke_user_tokens(user)
 
     def set_user_enabled(self, user_ref: str, enabled: bool) -> User:
+        """Disabling a user voids its tokens for good: enabling it again does not revive them."""
         user = self.resolve_user(user_ref)
+        if not enabled:
+            self.revoke_user_tokens(user)
         self._store.set_user_enabled(user.id, enabled)
         return user
+
+    def revoke_user_tokens(self, user: User) -> None:
+        """Every token of ``user`` issued until now stops working (a Keystone revocation event)."""
+        now = dt.datetime.now(dt.UTC)
+        millis = math.ceil(now.timestamp() * 1000)
+        until = now + dt.timedelta(seconds=self._settings.token_ttl_seconds)
+        self._store.add_revocation(f"{_USER_REVOCATION}{user.id}@{millis}", until)
 
     def delete_user(self, user_ref: str) -> User:
         user = self.resolve_user(user_ref)

@@ -29,8 +29,10 @@ from urllib.parse import quote, unquote, urlsplit
 
 __all__ = [
     "ALGORITHM",
+    "CONTENT_HASH_HEADER",
     "DATE_FORMAT",
     "EMPTY_BODY_SHA256",
+    "UNSIGNED_PAYLOAD",
     "AuthorizationHeader",
     "SignatureFormatError",
     "canonical_query",
@@ -38,6 +40,9 @@ __all__ = [
     "canonical_uri",
     "parse_authorization",
     "parse_sdk_date",
+    "payload_hash",
+    "quote_component",
+    "request_signature",
     "sign_request",
     "signature",
     "signatures_equal",
@@ -48,11 +53,13 @@ ALGORITHM = "SDK-HMAC-SHA256"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 EMPTY_BODY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 CONTENT_HASH_HEADER = "x-sdk-content-sha256"
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 
 _AUTH_RE = re.compile(
     r"^SDK-HMAC-SHA256\s+Access=(?P<access>[^,\s]+),\s*SignedHeaders=(?P<signed>[^,\s]+),"
-    r"\s*Signature=(?P<signature>[0-9a-fA-F]{64})\s*$"
+    r"\s*Signature=(?P<signature>[0-9a-f]{64})\s*$"
 )
+_OTHER_ALGORITHMS = ("SDK-HMAC-SM3", "SDK-ECDSA-P256-SHA256", "SDK-SM2-SM3", "V11-HMAC-SHA256")
 _HEADER_NAME_RE = re.compile(r"^[a-z0-9!#$%&'*+.^`|~-]+$")
 _DATE_RE = re.compile(r"^\d{8}T\d{6}Z$")
 
@@ -69,15 +76,23 @@ class AuthorizationHeader:
 
 
 def parse_authorization(value: str) -> AuthorizationHeader:
+    """Parse the header exactly as the SDK writes it; the signature is 64 lower-case hex digits.
+
+    Only the SDK's form is accepted (no upper-case hex), so no byte of a valid signature can
+    be changed without the request being refused.
+    """
     match = _AUTH_RE.match(value)
     if match is None:
+        algorithm = value.split(" ", 1)[0]
+        if algorithm in _OTHER_ALGORITHMS:
+            raise SignatureFormatError(f"the signing algorithm {algorithm} is not supported; use {ALGORITHM}")
         raise SignatureFormatError(
             "Authorization must be 'SDK-HMAC-SHA256 Access=<AK>, SignedHeaders=<a;b>, Signature=<hex>'"
         )
     signed = tuple(match["signed"].split(";"))
     if any(not _HEADER_NAME_RE.match(name) for name in signed) or list(signed) != sorted(set(signed)):
         raise SignatureFormatError("SignedHeaders must be sorted, unique, lower-case header names")
-    return AuthorizationHeader(match["access"], signed, match["signature"].lower())
+    return AuthorizationHeader(match["access"], signed, match["signature"])
 
 
 def parse_sdk_date(value: str) -> dt.datetime:
@@ -141,6 +156,11 @@ def canonical_request(
 
 
 def payload_hash(body: bytes, declared: str | None) -> str:
+    """The canonical request's last line, as the signer computes it.
+
+    ``declared`` is the ``X-Sdk-Content-Sha256`` value; callers verifying a request pass it
+    only when that header is signed (the SDK signs it whenever it sets it).
+    """
     if not body:
         return EMPTY_BODY_SHA256
     if declared:
@@ -158,6 +178,25 @@ def signature(secret_key: bytes, to_sign: str) -> str:
 
 def signatures_equal(expected: str, given: str) -> bool:
     return hmac.compare_digest(expected.encode(), given.encode())
+
+
+def request_signature(
+    secret_key: bytes,
+    sdk_date: str,
+    method: str,
+    path: str,
+    query_string: str,
+    headers: Mapping[str, str],
+    signed_headers: tuple[str, ...],
+    payload: str,
+    *,
+    decoded_path: bool = False,
+) -> str:
+    """The hex signature of one request: canonical request -> string to sign -> HMAC."""
+    canonical = canonical_request(
+        method, path, query_string, headers, signed_headers, payload, decoded_path=decoded_path
+    )
+    return signature(secret_key, string_to_sign(sdk_date, canonical))
 
 
 def sign_request(
@@ -184,12 +223,17 @@ def sign_request(
     lowered = {name.lower(): str(value).strip() for name, value in out.items()}
     signed = tuple(sorted(name for name in lowered if "_" not in name))
     declared = lowered.get(CONTENT_HASH_HEADER)
-    canonical = canonical_request(
-        method, parts.path or "/", parts.query, lowered, signed, payload_hash(body, declared)
+    hex_signature = request_signature(
+        secret_key.encode(),
+        lowered["x-sdk-date"],
+        method,
+        parts.path or "/",
+        parts.query,
+        lowered,
+        signed,
+        payload_hash(body, declared),
     )
-    to_sign = string_to_sign(lowered["x-sdk-date"], canonical)
     out["Authorization"] = (
-        f"{ALGORITHM} Access={access_key}, SignedHeaders={';'.join(signed)}, "
-        f"Signature={signature(secret_key.encode(), to_sign)}"
+        f"{ALGORITHM} Access={access_key}, SignedHeaders={';'.join(signed)}, Signature={hex_signature}"
     )
     return out

@@ -73,7 +73,9 @@ class App:
         headers = scope.headers
         method = scope.method
         body = b""
-        if method not in ("GET", "HEAD"):
+        # A body is read whatever the method: an AK/SK signature covers it, even on a GET.
+        has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+        if method not in ("GET", "HEAD") or has_body:
             body = await self._read_body(headers, protocol)
         status, out_headers, out_body = await self.handle(
             method, scope.path, scope.query_string, headers, body, scope.scheme

@@ -15,16 +15,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from csscert.api.wire import Response, json_response, keystone_error
 from csscert.errors import AccessDenied, AuthenticationFailed, CsscertError, InvalidRequest
 from csscert.identity import Directory, IssuedToken, Principal, TokenClaims
-from csscert.model import Project, User
+from csscert.model import Domain, Project, User
 from csscert.service import Service
-from csscert.api.wire import Response, json_response, keystone_error
 
 __all__ = ["KeystoneRequest", "handle_keystone"]
 
 _UPDATED = "2013-03-06T00:00:00Z"
 _MEDIA = [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}]
+_UNAUTHORIZED = "The request you have made requires authentication."
 
 
 @dataclass(slots=True)
@@ -38,7 +39,7 @@ class KeystoneRequest:
     base_url: str
 
 
-def _iso(epoch: int) -> str:
+def _iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
 
 
@@ -118,7 +119,11 @@ def _token_body(
     }
     if claims.project_id is not None and claims.project_id in directory.projects:
         project = directory.projects[claims.project_id]
-        token["project"] = {"id": project.id, "name": project.name, "domain": {"id": domain.id, "name": domain.name}}
+        token["project"] = {
+            "id": project.id,
+            "name": project.name,
+            "domain": {"id": domain.id, "name": domain.name},
+        }
         token["roles"] = [{"id": "0" * 32, "name": "css_user"}]
         token["is_domain"] = False
         if with_catalog:
@@ -134,6 +139,11 @@ def _get(obj: Any, *path: str) -> Any:
             return None
         obj = obj.get(key)
     return obj
+
+
+def _domain_ref(directory: Directory, ref: Any) -> Domain:
+    domain_id = _opt_str(_get(ref, "id"), "domain id")
+    return directory.find_domain(domain_id, _opt_str(_get(ref, "name"), "domain name"))
 
 
 def _opt_str(value: Any, what: str) -> str | None:
@@ -154,6 +164,7 @@ async def _login(service: Service, directory: Directory, body: bytes, now: float
     if not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods):
         raise InvalidRequest("auth.identity.methods must be a list such as [\"password\"]")
     user: User
+    expires_at: int | None = None
     if "password" in methods:
         spec = _get(identity, "password", "user")
         password = _get(spec, "password")
@@ -165,16 +176,17 @@ async def _login(service: Service, directory: Directory, body: bytes, now: float
         if user_id is None:
             if user_name is None:
                 raise InvalidRequest("give the user's id, or its name and domain")
-            domain = directory.find_domain(
-                _opt_str(_get(spec, "domain", "id"), "domain id"), _opt_str(_get(spec, "domain", "name"), "domain name")
-            )
+            domain = _domain_ref(directory, spec.get("domain"))
         # argon2 is slow by design: verify off the event loop so other requests keep flowing.
         user = await asyncio.to_thread(directory.password_login, user_id, user_name, domain, password)
     elif "token" in methods:
         token = _get(identity, "token", "id")
         if not isinstance(token, str):
             raise InvalidRequest("auth.identity.token.id must be a token")
-        user = directory.authenticate_token(token, now).user
+        principal = directory.authenticate_token(token, now)
+        user = principal.user
+        # As in Keystone, a token got with a token never outlives the one it came from.
+        expires_at = principal.claims.expires_at if principal.claims is not None else None
     else:
         raise InvalidRequest("supported methods are 'password' and 'token'")
     scope = _get(payload, "auth", "scope")
@@ -186,16 +198,18 @@ async def _login(service: Service, directory: Directory, body: bytes, now: float
         project_name = _opt_str(_get(scope, "project", "name"), "project name")
         if project_id is None and project_name is None:
             raise InvalidRequest("give the project's id, or its name")
-        if project_name is not None and project_id is None:
-            domain_ref = _get(scope, "project", "domain")
-            if domain_ref is not None:
-                wanted = directory.find_domain(
-                    _opt_str(_get(domain_ref, "id"), "domain id"), _opt_str(_get(domain_ref, "name"), "domain name")
-                )
-                if wanted.id != user.domain_id:
+        try:
+            if project_name is not None and project_id is None:
+                domain_ref = _get(scope, "project", "domain")
+                if domain_ref is not None and _domain_ref(directory, domain_ref).id != user.domain_id:
                     raise AccessDenied("the project is not in the user's domain")
-        project = directory.scope_project(user, project_id, project_name)
-    return directory.mint_token(user, project, ["password"] if "password" in methods else ["token"], now)
+            project = directory.scope_project(user, project_id, project_name)
+        except (AccessDenied, AuthenticationFailed) as exc:
+            # Keystone answers 401 when the requested scope is not the user's (or does not exist).
+            message = f"{_UNAUTHORIZED} The user has no access to the requested project."
+            raise AuthenticationFailed(message) from exc
+    methods_used = ["password"] if "password" in methods else ["token"]
+    return directory.mint_token(user, project, methods_used, now, expires_at=expires_at)
 
 
 async def handle_keystone(service: Service, request: KeystoneRequest) -> Response:
@@ -223,7 +237,7 @@ async def handle_keystone(service: Service, request: KeystoneRequest) -> Respons
                 return json_response(
                     200, {"domains": [{"id": domain.id, "name": domain.name, "enabled": domain.enabled}]}, rid
                 )
-            return _projects(directory, principal, request, filtered=path == "/v3/projects")
+            return _projects(directory, principal, request, listing=path == "/v3/projects")
         return keystone_error(404, f"The resource could not be found: {request.path[:200]}", rid)
     except AuthenticationFailed as exc:
         return keystone_error(401, str(exc), rid)
@@ -243,19 +257,26 @@ async def _tokens(service: Service, directory: Directory, request: KeystoneReque
         body = _token_body(service, directory, issued.claims, request.base_url, with_catalog)
         return json_response(201, body, rid, [("x-subject-token", issued.token)])
     if request.method not in ("GET", "HEAD", "DELETE"):
-        return keystone_error(405, "use POST, GET, HEAD or DELETE", rid, [("allow", "POST, GET, HEAD, DELETE")])
+        allow = [("allow", "POST, GET, HEAD, DELETE")]
+        return keystone_error(405, "use POST, GET, HEAD or DELETE", rid, allow)
     caller_token = request.headers.get("x-auth-token")
     if not caller_token:
-        raise AuthenticationFailed("The request you have made requires authentication.")
-    directory.authenticate_token(caller_token, now)
+        raise AuthenticationFailed(_UNAUTHORIZED + " X-Auth-Token is missing.")
+    caller = directory.authenticate_token(caller_token, now)
     subject = request.headers.get("x-subject-token")
     if not subject:
         raise InvalidRequest("X-Subject-Token is required")
     try:
-        claims = directory.authenticate_token(subject, now).claims
+        subject_principal = directory.authenticate_token(subject, now)
     except AuthenticationFailed:
-        return keystone_error(404, "Could not find token", rid)
+        return keystone_error(404, "Could not find token: the token is invalid, expired or revoked.", rid)
+    claims = subject_principal.claims
     assert claims is not None
+    if subject_principal.user.id != caller.user.id:
+        # Keystone's policy for a caller without the admin role: only the token's own user.
+        raise AccessDenied(
+            "You are not authorized to perform the requested action: the token belongs to another user."
+        )
     if request.method == "DELETE":
         await asyncio.to_thread(service.identity.revoke_token, subject, directory)
         return 204, [("x-request-id", rid)], b""
@@ -263,11 +284,15 @@ async def _tokens(service: Service, directory: Directory, request: KeystoneReque
     return json_response(200, body, rid, [("x-subject-token", subject)])
 
 
-def _projects(directory: Directory, principal: Principal, request: KeystoneRequest, *, filtered: bool) -> Response:
+def _projects(
+    directory: Directory, principal: Principal, request: KeystoneRequest, *, listing: bool
+) -> Response:
+    """``GET /v3/projects`` (filters; a project-scoped token sees its project) or ``/v3/auth/projects``
+    (every project the user may scope to, as Keystone answers it)."""
     projects = directory.projects_of(principal.user)
-    if principal.project_id is not None:
+    if listing and principal.project_id is not None:
         projects = [p for p in projects if p.id == principal.project_id]
-    if filtered:
+    if listing:
         for name, value in parse_qsl(request.query_string, keep_blank_values=True):
             if name == "name":
                 projects = [p for p in projects if p.name == value]
