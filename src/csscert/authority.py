@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import ipaddress
 import json
 import re
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import format_datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
+from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from csscert.model import CAState, CertificateAuthority, IssuedCertificate, new_id
@@ -106,28 +108,41 @@ class NodeCertificate:
 class TrustBundle:
     """Every representation of the CAs a scope trusts, built once and then only read.
 
-    ``authorities`` is ordered newest first; the first is the active (signing) CA. The bytes
-    of each representation never change for the life of the object, so the HTTP layer can
-    hash them once for a strong ETag and serve them without copying.
+    ``authorities`` may hold every CA of the scope, retired ones included: the bundle holds
+    only the non-retired ones, ordered newest first (the first is the active, signing CA),
+    while retired ones still count for ``last_modified``, so retiring a CA moves
+    Last-Modified forward. The bytes of each representation are a pure function of the
+    CAs (and, for truststores, the password): every process, worker and restart serves the
+    same bytes, so the HTTP layer's strong ETag (a hash of the bytes) is stable everywhere.
     """
 
     def __init__(self, scope: str, authorities: Sequence[CertificateAuthority], warning_days: int) -> None:
-        if not authorities:
+        trusted = _trusted(authorities)
+        if not trusted:
             raise AuthorityError(f"scope {scope} has no trusted CA")
         self.scope = scope
-        self.authorities = tuple(authorities)
+        self.authorities = tuple(trusted)
         self.certificates = tuple(x509.load_pem_x509_certificate(ca.cert_pem) for ca in self.authorities)
-        self.last_modified = max(ca.changed_at for ca in self.authorities)
+        self.last_modified = max(ca.changed_at for ca in authorities)
         self.last_modified_http = format_datetime(self.last_modified, usegmt=True)
         self.pem = b"".join(ca.cert_pem for ca in self.authorities)
-        self.der = self.certificates[0].public_bytes(serialization.Encoding.DER)
+        self._ders = tuple(cert.public_bytes(serialization.Encoding.DER) for cert in self.certificates)
+        self.der = self._ders[0]
         self.p7b = pkcs7.serialize_certificates(list(self.certificates), serialization.Encoding.DER)
         self.json = json.dumps(self._metadata(), separators=(",", ":")).encode()
-        soonest = min(ca.not_after for ca in self.authorities)
-        self.expiry_warning: str | None = None
-        if soonest - dt.datetime.now(dt.UTC) <= dt.timedelta(days=warning_days):
-            self.expiry_warning = f"a trusted CA certificate expires on {soonest.isoformat()}"
+        soonest = min(self.authorities, key=lambda ca: ca.not_after)
+        #: When the expiry warning starts (a Unix time); ``expiry_warning`` says what it is.
+        self.warning_from = (soonest.not_after - dt.timedelta(days=warning_days)).timestamp()
+        self._expiry_text = (
+            f"{'the active' if soonest.state is CAState.ACTIVE else 'an older trusted'} CA"
+            f" ({soonest.fingerprint_sha256[:16]}) expires at {soonest.not_after.isoformat()}"
+        )
         self._truststores: dict[bytes, bytes] = {}
+
+    def expiry_warning(self, now: float | None = None) -> str | None:
+        """A warning for people when a trusted CA is within the warning window of notAfter."""
+        moment = time.time() if now is None else now
+        return self._expiry_text if moment >= self.warning_from else None
 
     def _metadata(self) -> dict[str, object]:
         return {
@@ -148,31 +163,135 @@ class TrustBundle:
         }
 
     def truststore(self, password: str) -> bytes:
-        """A PKCS#12 Java truststore (``trustedCertEntry`` per CA); cached per password.
+        """A PKCS#12 Java truststore (one ``trustedCertEntry`` per CA), MAC'd with ``password``.
 
-        The encryption salts are random, so caching is what keeps the bytes, and the ETag,
-        stable between calls. The cache key is a hash, so no password stays in memory.
+        Deterministic (see :func:`java_truststore`), so the bytes and the ETag are the same in
+        every process; cached per password under a hash, so no password stays in memory.
         """
         cache_key = hashlib.sha256(password.encode()).digest()
         cached = self._truststores.get(cache_key)
         if cached is not None:
             return cached
-        encryption = (
-            serialization.PrivateFormat.PKCS12.encryption_builder()
-            .kdf_rounds(10000)
-            .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
-            .hmac_hash(hashes.SHA256())
-            .build(password.encode())
-        )
         entries = [
-            pkcs12.PKCS12Certificate(cert, f"cloudsearchservice-{ca.fingerprint_sha256[:16]}".encode())
-            for ca, cert in zip(self.authorities, self.certificates, strict=True)
+            (f"cloudsearchservice-{ca.fingerprint_sha256[:16]}", der)
+            for ca, der in zip(self.authorities, self._ders, strict=True)
         ]
-        blob = pkcs12.serialize_java_truststore(entries, encryption)
+        blob = java_truststore(entries, password)
         if len(self._truststores) >= 64:
             self._truststores.clear()
         self._truststores[cache_key] = blob
         return blob
+
+
+# -- PKCS#12 truststores ------------------------------------------------------------------
+#
+# ``cryptography`` can write Java truststores, but with random salts, so every process would
+# serve different bytes (and ETags) for the same CAs. A truststore holds only public
+# certificates, so it needs no encryption, only the password-keyed integrity MAC that Java
+# and OpenSSL check; that much of PKCS#12 (RFC 7292) is small enough to write here, with a
+# salt derived from the content. The certificate bags carry the Oracle "trusted key usage"
+# attribute, which is what makes Java list them as trustedCertEntry.
+
+_OID_DATA = "1.2.840.113549.1.7.1"
+_OID_CERT_BAG = "1.2.840.113549.1.12.10.1.3"
+_OID_X509_CERT = "1.2.840.113549.1.9.22.1"
+_OID_FRIENDLY_NAME = "1.2.840.113549.1.9.20"
+_OID_JAVA_TRUSTED_USAGE = "2.16.840.1.113894.746875.1.1"
+_OID_ANY_EKU = "2.5.29.37.0"
+_OID_SHA256 = "2.16.840.1.101.3.4.2.1"
+TRUSTSTORE_MAC_ITERATIONS = 10000
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    length = len(content)
+    if length < 0x80:
+        return bytes((tag, length)) + content
+    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(size))) + size + content
+
+
+def _seq(*items: bytes) -> bytes:
+    return _der(0x30, b"".join(items))
+
+
+def _set(*items: bytes) -> bytes:
+    return _der(0x31, b"".join(sorted(items)))  # DER orders SET OF by encoding
+
+
+def _explicit0(content: bytes) -> bytes:
+    return _der(0xA0, content)
+
+
+def _octets(data: bytes) -> bytes:
+    return _der(0x04, data)
+
+
+def _integer(value: int) -> bytes:
+    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def _oid(dotted: str) -> bytes:
+    first, second, *rest = (int(part) for part in dotted.split("."))
+    body = bytearray()
+    for arc in (first * 40 + second, *rest):
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        body.extend(reversed(chunk))
+    return _der(0x06, bytes(body))
+
+
+def _bmp_password(password: str) -> bytes:
+    return password.encode("utf-16-be") + b"\x00\x00"
+
+
+def pkcs12_kdf(password: str, salt: bytes, key_id: int, iterations: int, length: int) -> bytes:
+    """RFC 7292 appendix B.2 key derivation with SHA-256 (u = 32, v = 64 bytes)."""
+    u, v = 32, 64
+
+    def stretch(data: bytes) -> bytes:  # copies of data filling a whole number of v-byte blocks
+        needed = v * -(-len(data) // v)
+        return (data * (needed // len(data) + 1))[:needed] if data else b""
+
+    d_block = bytes([key_id]) * v
+    i_block = bytearray(stretch(salt) + stretch(_bmp_password(password)))
+    out = b""
+    while len(out) < length:
+        a = hashlib.sha256(d_block + bytes(i_block)).digest()
+        for _ in range(iterations - 1):
+            a = hashlib.sha256(a).digest()
+        out += a
+        b = int.from_bytes((a * (v // u + 1))[:v], "big")
+        for start in range(0, len(i_block), v):
+            block = int.from_bytes(i_block[start : start + v], "big")
+            i_block[start : start + v] = ((block + b + 1) % (1 << (v * 8))).to_bytes(v, "big")
+    return out[:length]
+
+
+def java_truststore(entries: Sequence[tuple[str, bytes]], password: str) -> bytes:
+    """A PKCS#12 truststore of ``(alias, certificate DER)`` entries, the same bytes every time."""
+    bags = []
+    for alias, der in entries:
+        cert_bag = _seq(_oid(_OID_X509_CERT), _explicit0(_octets(der)))
+        attributes = _set(
+            _seq(_oid(_OID_JAVA_TRUSTED_USAGE), _set(_oid(_OID_ANY_EKU))),
+            _seq(_oid(_OID_FRIENDLY_NAME), _set(_der(0x1E, alias.encode("utf-16-be")))),
+        )
+        bags.append(_seq(_oid(_OID_CERT_BAG), _explicit0(cert_bag), attributes))
+    safe_contents = _seq(*bags)
+    auth_safe = _seq(_seq(_oid(_OID_DATA), _explicit0(_octets(safe_contents))))
+    # The salt only has to differ between truststores; the content is public anyway.
+    salt = hashlib.sha256(b"csscert truststore mac salt\x00" + auth_safe).digest()[:16]
+    mac_key = pkcs12_kdf(password, salt, 3, TRUSTSTORE_MAC_ITERATIONS, 32)
+    mac = hmac.new(mac_key, auth_safe, hashlib.sha256).digest()
+    mac_data = _seq(
+        _seq(_seq(_oid(_OID_SHA256), b"\x05\x00"), _octets(mac)),
+        _octets(salt),
+        _integer(TRUSTSTORE_MAC_ITERATIONS),
+    )
+    return _seq(_integer(3), _seq(_oid(_OID_DATA), _explicit0(_octets(auth_safe))), mac_data)
 
 
 class Authority:
@@ -215,13 +334,35 @@ class Authority:
     def active(self, scope: str) -> CertificateAuthority:
         trusted = self.trusted(scope)
         if not trusted or trusted[0].state is not CAState.ACTIVE:
-            raise AuthorityError(f"scope {scope} has no active CA; run 'csscert serve' or 'csscert ca rotate'")
+            raise AuthorityError(
+                f"scope {scope} has no active CA; run 'csscert serve' or 'csscert ca rotate'"
+            )
         return trusted[0]
 
     def rotate(self, scope: str) -> CertificateAuthority:
+        """Make a new active CA for ``scope``; the previous active one stays trusted.
+
+        One store transaction demotes the old CA and inserts the new one, so a crash leaves
+        either the old state or the new one.
+        """
         ca, _ = self._new_ca(scope)
+        stamp = self._change_time(scope)
+        ca = replace(ca, created_at=stamp, changed_at=stamp)
         self._store.add_authority(ca)
         return ca
+
+    def _change_time(self, scope: str) -> dt.datetime:
+        """A whole-second time for the next change of ``scope``'s bundle, later than the last.
+
+        HTTP dates have one-second resolution: two bundle changes within one second would
+        share a Last-Modified and a client's If-Modified-Since would wrongly get 304. Admin
+        changes are rare, so waiting for the next second is the simple cure.
+        """
+        last = max((ca.changed_at.timestamp() for ca in self._store.authorities(scope)), default=0.0)
+        now = time.time()
+        if int(now) <= int(last) and last - now < 2:  # not when the clock stepped far back
+            time.sleep(int(last) + 1 - now)
+        return dt.datetime.fromtimestamp(max(time.time(), int(last) + 1), dt.UTC).replace(microsecond=0)
 
     def find(self, fingerprint: str) -> CertificateAuthority:
         wanted = fingerprint.lower().replace(":", "")
@@ -231,23 +372,46 @@ class Authority:
         return matches[0]
 
     def unexpired_issued(self, ca: CertificateAuthority) -> list[IssuedCertificate]:
+        """Node certificates signed by ``ca`` that are unexpired and not yet re-issued.
+
+        A node counts as re-issued once a later certificate for the same project and node
+        name was signed by another CA.
+        """
         now = dt.datetime.now(dt.UTC)
-        return [cert for cert in self._store.issued(ca.id) if cert.not_after > now]
+        everything = self._store.issued()
+        replaced_after: dict[tuple[str, str], dt.datetime] = {}
+        for cert in everything:
+            if cert.ca_id != ca.id:
+                key = (cert.project_id, cert.name)
+                replaced_after[key] = max(cert.created_at, replaced_after.get(key, cert.created_at))
+        return [
+            cert
+            for cert in everything
+            if cert.ca_id == ca.id
+            and cert.not_after > now
+            and not replaced_after.get((cert.project_id, cert.name), cert.created_at) > cert.created_at
+        ]
 
     def retire(self, fingerprint: str, *, force: bool = False) -> CertificateAuthority:
+        """Take a CA out of its scope's bundle; never the active (newest) one, so the bundle
+        always keeps a CA that signs. See :meth:`unexpired_issued` for what ``force`` skips.
+        """
         ca = self.find(fingerprint)
         if ca.state is CAState.RETIRED:
             raise AuthorityError("that CA is already retired")
         if ca.state is CAState.ACTIVE:
-            raise AuthorityError("refusing to retire the active (newest) CA; rotate first")
+            raise AuthorityError("refusing to retire the active (newest) CA of its scope; rotate first")
         if len(self.trusted(ca.scope)) < 2:
             raise AuthorityError("refusing to retire the only trusted CA of its scope")
         live = self.unexpired_issued(ca)
         if live and not force:
+            names = ", ".join(sorted({cert.name for cert in live})[:5])
             raise AuthorityError(
-                f"{len(live)} unexpired node certificate(s) signed by this CA are on record "
-                "(re-issue them, or pass --force)"
+                f"{len(live)} unexpired node certificate(s) signed by this CA are on record ({names}"
+                f"{', ...' if len({cert.name for cert in live}) > 5 else ''}); "
+                "re-issue them with 'csscert cert issue', or pass --force"
             )
+        self._change_time(ca.scope)
         self._store.retire_authority(ca.id)
         return ca
 
@@ -377,7 +541,9 @@ class Authority:
                 critical=True,
             )
             .add_extension(ski, critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+            )
             .sign(key, hashes.SHA256())
         )
         ca_id = new_id()
@@ -407,8 +573,17 @@ def _trusted(authorities: Sequence[CertificateAuthority]) -> list[CertificateAut
 
 
 def trusted_by_scope(authorities: Sequence[CertificateAuthority]) -> dict[str, list[CertificateAuthority]]:
-    """Group a snapshot's CAs into per-scope bundles (for the hot-path view)."""
+    """Group a snapshot's CAs by scope for the hot-path view, bundle order first.
+
+    Only scopes with a trusted CA appear. Retired CAs stay in the list (after the trusted
+    ones): :class:`TrustBundle` leaves them out of the bundle but counts their retirement
+    time in Last-Modified.
+    """
     grouped: dict[str, list[CertificateAuthority]] = {}
     for ca in authorities:
         grouped.setdefault(ca.scope, []).append(ca)
-    return {scope: trusted for scope, cas in grouped.items() if (trusted := _trusted(cas))}
+    return {
+        scope: [*trusted, *(ca for ca in cas if ca.state is CAState.RETIRED)]
+        for scope, cas in grouped.items()
+        if (trusted := _trusted(cas))
+    }

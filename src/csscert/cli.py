@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar, get_args
 
@@ -24,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from csscert.authority import REGION_SCOPE, AuthorityError
 from csscert.errors import CsscertError
-from csscert.model import CertificateAuthority
+from csscert.model import CAState, CertificateAuthority
 from csscert.sealing import MasterKeyError
 from csscert.service import FirstStart, Service
 from csscert.settings import KeyType, Settings
@@ -342,13 +343,26 @@ def ca_rotate(ctx: click.Context, project_ref: str | None, as_json: bool) -> Non
 @ca.command("retire")
 @click.argument("fingerprint")
 @click.option("--force", is_flag=True, help="Retire even while unexpired node certificates it signed exist.")
+@json_option
 @click.pass_context
 @_friendly_errors
-def ca_retire(ctx: click.Context, fingerprint: str, force: bool) -> None:
+def ca_retire(ctx: click.Context, fingerprint: str, force: bool, as_json: bool) -> None:
     """Remove an old CA from the bundle (never the only or the newest one)."""
     with _service(ctx) as service:
+        live = service.authority.unexpired_issued(service.authority.find(fingerprint))
         retired = service.authority.retire(fingerprint, force=force)
-    console.print(f"retired CA {_colon(retired.fingerprint_sha256)}")
+        info = _ca_json(replace(retired, state=CAState.RETIRED), service.settings.ca_expiry_warning_days)
+    if live:
+        err_console.print(
+            f"[bold yellow]warning:[/] {len(live)} unexpired node certificate(s) signed by this CA are no "
+            "longer trusted by clients that re-download: "
+            f"{escape(', '.join(sorted({c.name for c in live})))}",
+            soft_wrap=True,
+        )
+    if as_json:
+        _emit_json({**info, "unexpired_node_certificates": [c.serial for c in live]})
+    else:
+        console.print(f"retired CA {_colon(retired.fingerprint_sha256)}")
 
 
 # -- node certificates ------------------------------------------------------------------
@@ -672,22 +686,37 @@ def download(
 
     if not token and not (ak and sk):
         _fail("give --token, or --ak and --sk")
+    if output is not None and output.exists() and not force:
+        _fail(f"{output} exists; pass --force to overwrite")
     try:
         result = fetch(endpoint, project_id, token=token, access_key=ak, secret_key=sk, fmt=fmt,
                        password=password, verify_tls=cacert or True)
     except DownloadError as exc:
         _fail(str(exc))
-    except OSError as exc:
-        _fail(f"could not reach {endpoint}: {exc}")
     target = output or Path(result.filename or "CloudSearchService.cer")
-    if target.exists() and not force:
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        tmp.write_bytes(result.body)
+        if force:
+            os.replace(tmp, target)
+        else:
+            os.link(tmp, target)  # fails if the file appeared meanwhile: never overwrite silently
+    except FileExistsError:
         _fail(f"{target} exists; pass --force to overwrite")
-    tmp = target.with_name(f".{target.name}.part")
-    tmp.write_bytes(result.body)
-    os.replace(tmp, target)
-    console.print(f"wrote {target} ({len(result.body)} bytes)")
+    except OSError as exc:
+        _fail(f"cannot write {target}: {exc.strerror or exc}")
+    finally:
+        tmp.unlink(missing_ok=True)
+    console.print(
+        f"wrote {escape(str(target))} ({len(result.body)} bytes, {escape(result.content_type)})",
+        soft_wrap=True,
+    )
     for fp in result.fingerprints:
         console.print(f"  SHA-256 {fp}")
+    if not result.fingerprints:
+        err_console.print("[bold yellow]warning:[/] could not read any certificate from the download")
+    if result.warning:
+        err_console.print(f"[bold yellow]warning:[/] {escape(result.warning)}", soft_wrap=True)
 
 
 @cli.command()
@@ -701,11 +730,21 @@ def verify(url: str, cafile: str, as_json: bool) -> None:
     result = check(url, cafile)
     if as_json:
         _emit_json(result.__dict__)
-    elif result.ok:
-        console.print(f"[bold green]OK[/] {result.host}:{result.port}: {result.reason}")
-        console.print(f"  subject {result.subject}\n  issuer  {result.issuer}")
     else:
-        err_console.print(f"[bold red]FAILED[/] {result.host}:{result.port}: {result.reason}")
+        out = console if result.ok else err_console
+        verdict = "[bold green]OK[/]" if result.ok else "[bold red]FAILED[/]"
+        where = escape(f"{result.host}:{result.port}")
+        out.print(f"{verdict} {where}: {escape(result.reason)}", soft_wrap=True)
+        for label, value in (
+            ("subject", result.subject),
+            ("issuer", result.issuer),
+            ("names", ", ".join(result.names) if result.names else None),
+            ("valid until", result.not_after),
+            ("SHA-256", result.fingerprint),
+            ("signed by CA", result.ca_fingerprint),
+        ):
+            if value:
+                out.print(f"  {label:12} {escape(value)}", soft_wrap=True)
     sys.exit(0 if result.ok else 1)
 
 

@@ -6,7 +6,9 @@ then served from memory; a request costs a dictionary lookup plus the identity c
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -53,6 +55,7 @@ class Representation:
     last_modified: float
     headers: tuple[tuple[str, str], ...]  # everything but X-Request-Id
     not_modified_headers: tuple[tuple[str, str], ...]
+    rebuild_at: float  # when the headers go stale (a CA enters its expiry-warning window)
 
 
 def _accept_format(accept: str) -> str:
@@ -119,13 +122,18 @@ def choose_format(query_string: str, accept: str | None) -> tuple[str, str | Non
                     _accept_cache[accept] = fmt
     if password is not None and fmt not in ("jks", "p12"):
         raise InvalidRequest("'password' only applies to format=jks or format=p12")
-    if password is not None and not 1 <= len(password) <= 128:
-        raise InvalidRequest("the truststore password must be 1 to 128 characters")
+    if password is not None and not (1 <= len(password) <= 128 and all(" " <= c <= "~" for c in password)):
+        raise InvalidRequest(
+            "the truststore password must be 1 to 128 printable ASCII characters (Java accepts no others)"
+        )
     return fmt, password
 
 
 def not_modified(rep: Representation, headers: Mapping[str, str]) -> bool:
-    """RFC 7232: If-None-Match (weak comparison) wins; else If-Modified-Since."""
+    """RFC 9110 13.1: If-None-Match (weak comparison) wins; else If-Modified-Since.
+
+    An If-Modified-Since that is not a valid HTTP date, or lies in the future, is ignored.
+    """
     inm = headers.get("if-none-match")
     if inm is not None:
         for tag in inm.split(","):
@@ -136,8 +144,13 @@ def not_modified(rep: Representation, headers: Mapping[str, str]) -> bool:
     ims = headers.get("if-modified-since")
     if ims:
         try:
-            since = parsedate_to_datetime(ims).timestamp()
+            parsed = parsedate_to_datetime(ims)
         except (TypeError, ValueError, IndexError, OverflowError):
+            return False
+        if parsed.tzinfo is None:  # "-0000" and obsolete forms: HTTP dates are always GMT
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        since = parsed.timestamp()
+        if since > time.time():
             return False
         return int(rep.last_modified) <= since
     return False
@@ -160,7 +173,7 @@ class RepresentationCache:
             secret = hashlib.sha256((password or self._default_password).encode()).digest()
         key = (bundle.scope, fmt, secret)
         rep = self._entries.get(key)
-        if rep is None:
+        if rep is None or rep.rebuild_at <= time.time():
             rep = self._build(bundle, fmt, password)
             if len(self._entries) >= 4096:
                 self._entries.clear()
@@ -185,8 +198,10 @@ class RepresentationCache:
             ("last-modified", bundle.last_modified_http),
             ("cache-control", "no-cache"),
         ]
-        if bundle.expiry_warning:
-            common.append(("warning", f'299 csscert "{bundle.expiry_warning}"'))
+        warning = bundle.expiry_warning()
+        if warning:
+            common.append(("warning", f'299 csscert "{warning}"'))
+        common.append(("vary", "Accept"))
         headers = [("content-type", content_type), ("content-length", str(len(body))), *common]
         if filename:
             headers.append(("content-disposition", f'attachment; filename="{filename}"'))
@@ -196,4 +211,5 @@ class RepresentationCache:
             last_modified=bundle.last_modified.timestamp(),
             headers=tuple(headers),
             not_modified_headers=tuple(common),
+            rebuild_at=float("inf") if warning else bundle.warning_from,
         )
