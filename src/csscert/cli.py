@@ -20,6 +20,7 @@ import click
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
+from rich.rule import Rule
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -31,8 +32,16 @@ from csscert.service import FirstStart, Service
 from csscert.settings import KeyType, Settings
 from csscert.store import Conflict, NotFound
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+def _console(stderr: bool = False) -> Console:
+    """Piped output gets room for full ids and fingerprints (rich would cut them at 80 columns)."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not stream.isatty() and not os.environ.get("COLUMNS")
+    return Console(stderr=stderr, highlight=False, width=200 if piped else None)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 KEY_TYPES = list(get_args(KeyType))
@@ -128,7 +137,7 @@ def _first_start_banner(first: FirstStart, base: str) -> None:
     def line(label: str, value: str) -> None:
         console.print(f"{label:<16}{value}", markup=False, highlight=False, soft_wrap=True)
 
-    console.rule("[bold]csscert: first start")
+    console.print(Rule("[bold]csscert: first start"), width=min(console.width, 80))
     line("region", first.region)
     line("project id", f"{first.project.id}  (name {first.project.name})")
     line("user", f"{first.user_name} in domain {first.domain_name}")
@@ -140,7 +149,7 @@ def _first_start_banner(first: FirstStart, base: str) -> None:
         f"{base}/v1.0/{first.project.id}/cer/download"
     )
     console.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
-    console.rule()
+    console.print(Rule(), width=min(console.width, 80))
 
 
 @cli.command()

@@ -1,0 +1,214 @@
+"""The CLI and the lifecycle of a data directory: first start, restart, project scope, env settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import CsscertServer, ServerFactory
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
+def _get(server: CsscertServer, token: str, project_id: str | None = None) -> httpx.Response:
+    return httpx.get(server.download_url(project_id), headers={"X-Auth-Token": token})
+
+
+def _fingerprint(pem: bytes) -> str:
+    return x509.load_pem_x509_certificates(pem)[0].fingerprint(hashes.SHA256()).hex()
+
+
+@pytest.fixture(scope="module")
+def fresh(make_server: ServerFactory) -> CsscertServer:
+    """A server started once on an empty data directory (so its first-start banner is known)."""
+    return make_server(extra_args=["--region", "eu-de"])
+
+
+# -- first start ------------------------------------------------------------------------------
+
+
+def test_first_start_prints_region_project_and_a_working_curl(fresh: CsscertServer, tmp_path: Path) -> None:
+    banner = fresh.first_start_output
+    assert re.search(r"^region\s+eu-de$", banner, re.M), banner
+    assert re.search(rf"^project id\s+{fresh.project_id}\s+\(name eu-de\)$", banner, re.M), banner
+    commands = [line.strip() for line in banner.splitlines() if line.strip().startswith("curl ")]
+    assert len(commands) == 1, banner
+    argv = shlex.split(commands[0])
+    assert argv[-1] == fresh.download_url()
+    # Run it exactly as printed, in an empty directory, as a newcomer would.
+    result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    downloaded = (tmp_path / "CloudSearchService.cer").read_bytes()
+    assert _fingerprint(downloaded) == fresh.cli_json("ca", "show")["fingerprint_sha256"]
+    assert downloaded == _get(fresh, fresh.token()).content
+    # The bootstrap credentials are in a 0600 file, and the secrets are not on the screen.
+    credentials = fresh.data_dir / "bootstrap-credentials.json"
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    secrets = json.loads(credentials.read_text())
+    assert secrets["password"] not in banner and secrets["secret_key"] not in banner
+
+
+def test_restart_keeps_the_ca_and_prints_no_second_banner(fresh: CsscertServer) -> None:
+    token = fresh.token()
+    before = _get(fresh, token)
+    shown = fresh.cli_json("ca", "show")
+    fresh.restart()
+    after = _get(fresh, token)  # tokens survive a restart too
+    assert after.status_code == 200
+    assert after.content == before.content
+    assert after.headers["etag"] == before.headers["etag"]
+    assert fresh.cli_json("ca", "show") == shown
+    assert fresh.first_start_output.count("first start") == 1
+    assert len(fresh.cli_json("ca", "list")) == 1  # no second CA was created
+
+
+# -- projects and CA scope --------------------------------------------------------------------
+
+
+def test_project_create_and_list(fresh: CsscertServer) -> None:
+    created = fresh.cli("project", "create", "logs").stdout.strip()
+    assert HEX32.fullmatch(created), created
+    as_json = fresh.cli_json("project", "create", "metrics")
+    assert HEX32.fullmatch(as_json["id"]) and as_json["name"] == "eu-de_metrics"
+    listed = fresh.cli_json("project", "list")
+    by_id = {p["id"]: p for p in listed}
+    assert by_id[created]["name"] == "eu-de_logs" and by_id[created]["enabled"] is True
+    assert as_json["id"] in by_id and fresh.project_id in by_id
+    table = fresh.cli("project", "list").stdout
+    assert created in table and "eu-de_logs" in table
+    duplicate = fresh.cli("project", "create", "logs", check=False)
+    assert duplicate.returncode != 0 and "already exists" in duplicate.stderr
+    bad = fresh.cli("project", "create", "has space", check=False)
+    assert bad.returncode != 0 and "project name" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_project_scope_gives_each_project_its_own_ca(make_server: ServerFactory) -> None:
+    server = make_server(extra_args=["--ca-scope", "project"])
+    a = server.cli("project", "create", "tenant-a").stdout.strip()
+    b = server.cli_json("project", "create", "tenant-b")["id"]
+    server.cli("user", "create", "tenant-user", "--project", a, "--project", b)
+    token_a = server.token("tenant-user", a)
+    token_b = server.token("tenant-user", b)
+    got_a = _get(server, token_a, a)
+    got_b = _get(server, token_b, b)
+    got_region = _get(server, server.token())
+    assert got_a.status_code == got_b.status_code == got_region.status_code == 200
+    fingerprints = {_fingerprint(r.content) for r in (got_a, got_b, got_region)}
+    assert len(fingerprints) == 3
+    assert _fingerprint(got_a.content) == server.cli_json("ca", "show", "--project", a)["fingerprint_sha256"]
+    shown_b = server.cli_json("ca", "show", "--project", "tenant-b")
+    assert _fingerprint(got_b.content) == shown_b["fingerprint_sha256"]
+    assert server.cli_json("ca", "show", "--project", a)["ca_scope"] == "project"
+    # A token of project A does not download project B's CA.
+    assert _get(server, token_a, b).status_code == 403
+    # A node certificate of project A is trusted by A's clients, not by B's.
+    out = server.data_dir.parent / "node-a"
+    server.cli("cert", "issue", "--project", a, "--name", "a1", "--dns", "localhost", "--out", str(out))
+    leaf = x509.load_pem_x509_certificates((out / "a1.crt").read_bytes())[0]
+    leaf.verify_directly_issued_by(x509.load_pem_x509_certificates(got_a.content)[0])
+    with pytest.raises(InvalidSignature):
+        leaf.verify_directly_issued_by(x509.load_pem_x509_certificates(got_b.content)[0])
+    # In project scope, `ca show` needs a project.
+    missing = server.cli("ca", "show", check=False)
+    assert missing.returncode != 0 and "--project" in missing.stderr
+    # Each project keeps its CA across a restart.
+    server.restart()
+    assert _get(server, token_a, a).content == got_a.content
+    assert _get(server, token_b, b).content == got_b.content
+
+
+# -- db upgrade, ca show ------------------------------------------------------------------------
+
+
+def test_db_upgrade_on_a_new_and_on_a_live_data_dir(fresh: CsscertServer, tmp_path: Path) -> None:
+    new = CsscertServer(data_dir=tmp_path / "data")
+    first = new.cli("db", "upgrade")
+    revision = re.search(r"schema at revision (\S+)", first.stdout)
+    assert revision, first.stdout
+    with closing(sqlite3.connect(new.data_dir / "csscert.db")) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(revision.group(1),)]
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"projects", "users", "access_keys", "certificate_authorities", "fernet_keys"} <= tables
+    assert new.cli("db", "upgrade").stdout == first.stdout  # idempotent
+    live = fresh.cli("db", "upgrade")
+    assert f"schema at revision {revision.group(1)}" in live.stdout
+    assert _get(fresh, fresh.token()).status_code == 200
+
+
+def test_ca_show_for_people(fresh: CsscertServer) -> None:
+    shown = fresh.cli_json("ca", "show")
+    text = fresh.cli("ca", "show").stdout
+    colon = ":".join(re.findall("..", shown["fingerprint_sha256"])).upper()
+    for expected in ("CN=CloudSearchService", colon, shown["not_before"], shown["not_after"], "region"):
+        assert expected in text, (expected, text)
+
+
+# -- CSSCERT_* environment variables ------------------------------------------------------------
+
+
+def test_settings_from_environment(make_server: ServerFactory) -> None:
+    env = {
+        "CSSCERT_REGION": "ap-southeast-3",
+        "CSSCERT_CA_KEY_TYPE": "rsa3072",
+        "CSSCERT_CA_SUBJECT": "CN=Env Root,O=csscert tests",
+        "CSSCERT_CA_VALIDITY_DAYS": "1000",
+        "CSSCERT_NODE_VALIDITY_DAYS": "10",
+    }
+    server = make_server(env=env)
+    assert server.bootstrap["region"] == "ap-southeast-3"
+    assert "ap-southeast-3" in server.first_start_output
+    cert = x509.load_pem_x509_certificates(_get(server, server.token()).content)[0]
+    key = cert.public_key()
+    assert isinstance(key, rsa.RSAPublicKey) and key.key_size == 3072
+    assert cert.subject.rfc4514_string() == "CN=Env Root,O=csscert tests"
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == 1000
+    out = server.data_dir.parent / "env-node"
+    issued = json.loads(
+        server.cli("cert", "issue", "--project", server.project_id, "--name", "n", "--dns", "localhost",
+                   "--out", str(out), "--json").stdout
+    )
+    leaf = x509.load_pem_x509_certificates((out / "n.crt").read_bytes())[0]
+    assert (leaf.not_valid_after_utc - leaf.not_valid_before_utc).days == 10
+    assert issued["sans"] == ["localhost"]
+    # CSSCERT_DATA_DIR replaces --data-dir; CLI flags win over the environment.
+    plain_env = {k: v for k, v in os.environ.items() if not k.startswith("CSSCERT_")}
+    shown = subprocess.run(
+        [sys.executable, "-m", "csscert", "ca", "show", "--json"],
+        env={**plain_env, "CSSCERT_DATA_DIR": str(server.data_dir)},
+        capture_output=True, text=True, timeout=60, cwd=server.data_dir.parent,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["fingerprint_sha256"] == cert.fingerprint(hashes.SHA256()).hex()
+    bad = subprocess.run(
+        [sys.executable, "-m", "csscert", "project", "list"],
+        env={**plain_env, "CSSCERT_DATA_DIR": str(server.data_dir), "CSSCERT_CA_VALIDITY_DAYS": "many"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert bad.returncode != 0 and "ca_validity_days" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_serve_after_preparing_the_data_dir_with_the_cli(tmp_path: Path) -> None:
+    """`project create` / `user create` before the first `serve`: the first start adopts them."""
+    prepared = CsscertServer(data_dir=tmp_path / "data")
+    project_id = prepared.cli("project", "create", "local-1").stdout.strip()
+    prepared.cli("user", "create", "csscert-admin", "--project", "local-1")
+    prepared.start()
+    try:
+        assert prepared.project_id == project_id
+        assert "first start" in prepared.first_start_output
+        assert _get(prepared, prepared.token()).status_code == 200
+    finally:
+        prepared.stop()
