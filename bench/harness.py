@@ -426,6 +426,19 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU time consumed so far by the processes (all their threads)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def stop_group(proc: subprocess.Popen[bytes]) -> None:
     with suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
@@ -488,6 +501,7 @@ class WrkResult:
     non_2xx_3xx: int = 0
     socket_errors: dict[str, int] = field(default_factory=dict)
     raw: str = ""
+    server_cpu_us_per_request: float | None = None  # CPU time of the server processes / requests
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -497,6 +511,9 @@ class WrkResult:
             "p99_ms": round(self.p99_ms, 3),
             "non_2xx_3xx": self.non_2xx_3xx,
             "socket_errors": self.socket_errors,
+            "cpu_us_per_req": (
+                None if self.server_cpu_us_per_request is None else round(self.server_cpu_us_per_request, 2)
+            ),
         }
 
 
@@ -531,6 +548,7 @@ def run_wrk(
     seconds: float,
     threads: int,
     cpus: Sequence[int] | None,
+    server_pids: Sequence[int] = (),
 ) -> WrkResult:
     wrk = find_tool("wrk") or "wrk"
     command = [
@@ -546,7 +564,12 @@ def run_wrk(
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     command.append(f"http://{HOST}:{port}{path}")
+    cpu_before = cpu_seconds(server_pids)
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    cpu_used = cpu_seconds(server_pids) - cpu_before
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
-    return parse_wrk(done.stdout)
+    result = parse_wrk(done.stdout)
+    if server_pids and result.requests:
+        result.server_cpu_us_per_request = cpu_used * 1e6 / result.requests
+    return result

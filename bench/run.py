@@ -122,8 +122,9 @@ class Bench:
             )
         if case.expect == 200 and check.body != self.fixture.pem:
             raise RuntimeError(f"{case.name}: the body is not the PEM")
+        pids = nginx.all_pids() if case.server == "nginx" else server.all_pids()
         return harness.run_wrk(
-            port, self.fixture.path, headers, connections, seconds, plan.threads, plan.load
+            port, self.fixture.path, headers, connections, seconds, plan.threads, plan.load, pids
         )
 
     def phase(self, workers: int, nginx_cases: bool = True) -> dict[str, Any]:
@@ -212,7 +213,10 @@ class Bench:
         parts = []
         for name, entry in row["cases"].items():
             ratio = f" ({entry['rps_vs_nginx']:.2f}x)" if "rps_vs_nginx" in entry else ""
-            parts.append(f"{name} {entry['rps']:.0f}/s p99 {entry['p99_ms']:.2f}ms{ratio}")
+            parts.append(
+                f"{name} {entry['rps']:.0f}/s p99 {entry['p99_ms']:.2f}ms "
+                f"{entry['cpu_us_per_req']}us/req{ratio}"
+            )
         print(f"round {row['round']} c={row['connections']}: " + "; ".join(parts), flush=True)
 
     def soak(
@@ -265,7 +269,15 @@ def summarize(
             if not rows:
                 continue
             entry: dict[str, Any] = {"valid": all(r["valid"] for r in rows)}
-            for key in ("rps", "p50_ms", "p99_ms", "rps_vs_nginx", "p99_vs_nginx", "rps_vs_token_200"):
+            for key in (
+                "rps",
+                "p50_ms",
+                "p99_ms",
+                "cpu_us_per_req",
+                "rps_vs_nginx",
+                "p99_vs_nginx",
+                "rps_vs_token_200",
+            ):
                 values = [r[key] for r in rows if r.get(key) is not None]
                 if values:
                     entry[key] = round(statistics.median(values), 3)
@@ -371,8 +383,9 @@ def markdown(result: dict[str, Any]) -> str:
             f"Peak RSS per worker: {', '.join(f'{p} MiB' for p in phase['rss_peak_mib']['workers'])} "
             f"(main process {phase['rss_peak_mib']['main_process']} MiB).",
             "",
-            "| case | conns | req/s | p50 ms | p99 ms | req/s vs nginx | p99 vs nginx | valid |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            "| case | conns | req/s | p50 ms | p99 ms | req/s vs nginx | p99 vs nginx "
+            "| server CPU us/req | valid |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         for name, by_conns in phase["summary"].items():
             for conns, e in by_conns.items():
@@ -380,7 +393,7 @@ def markdown(result: dict[str, Any]) -> str:
                 p99r = f"{e['p99_vs_nginx']:.2f}x" if "p99_vs_nginx" in e else ""
                 lines.append(
                     f"| {name} | {conns} | {e['rps']:.0f} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} "
-                    f"| {ratio} | {p99r} | {'yes' if e['valid'] else 'NO'} |"
+                    f"| {ratio} | {p99r} | {e.get('cpu_us_per_req', '')} | {'yes' if e['valid'] else 'NO'} |"
                 )
         if phase.get("soak"):
             soak = phase["soak"]
