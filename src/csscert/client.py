@@ -167,12 +167,12 @@ class VerifyResult:
 
 # OpenSSL X509_V_ERR_* codes seen in practice, mapped to (problem, explanation).
 _VERIFY_CODES: dict[int, tuple[str, str]] = {
-    2: ("wrong-ca", "the server's certificate was not issued by a CA in the CA file (wrong CA?)"),
-    20: ("wrong-ca", "the server's certificate was not issued by a CA in the CA file (wrong CA?)"),
-    21: ("wrong-ca", "the server's certificate was not issued by a CA in the CA file (wrong CA?)"),
-    18: ("wrong-ca", "the server's certificate is self-signed and not in the CA file"),
-    19: ("wrong-ca", "the server's chain ends in a self-signed CA that is not in the CA file"),
-    7: ("wrong-ca", "the server's certificate signature does not verify with the CA in the CA file"),
+    2: ("wrong-ca", "wrong CA: the server's certificate was not issued by a CA in the CA file"),
+    20: ("wrong-ca", "wrong CA: the server's certificate was not issued by a CA in the CA file"),
+    21: ("wrong-ca", "wrong CA: the server's certificate was not issued by a CA in the CA file"),
+    18: ("wrong-ca", "wrong CA: the server's certificate is self-signed and not in the CA file"),
+    19: ("wrong-ca", "wrong CA: the server's chain ends in a self-signed CA that is not in the CA file"),
+    7: ("wrong-ca", "wrong CA: the server's certificate signature does not verify with the CA file"),
     9: ("not-yet-valid", "a certificate in the chain is not valid yet"),
     10: ("expired", "a certificate in the chain has expired"),
     62: ("hostname-mismatch", "hostname mismatch"),
