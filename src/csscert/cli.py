@@ -34,10 +34,10 @@ from csscert.store import Conflict, NotFound
 
 
 def _console(stderr: bool = False) -> Console:
-    """Piped output gets room for full ids and fingerprints (rich would cut them at 80 columns)."""
+    """Piped output gets room for full ids and fingerprints (rich would cut them at 80 columns,
+    or at $COLUMNS, which describes a terminal, not a pipe)."""
     stream = sys.stderr if stderr else sys.stdout
-    piped = not stream.isatty() and not os.environ.get("COLUMNS")
-    return Console(stderr=stderr, highlight=False, width=200 if piped else None)
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
 
 
 console = _console()
