@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from csscert.model import (
     AccessKey,
@@ -106,6 +106,15 @@ class SqlStore:
         tmp = self.hint_path.with_name(f".{self.hint_path.name}.{os.getpid()}")
         tmp.write_bytes(os.urandom(8))
         os.replace(tmp, self.hint_path)
+
+    def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at; None for an empty database."""
+        try:
+            with self.engine.connect() as conn:
+                value = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except (OperationalError, ProgrammingError):
+            return None
+        return None if value is None else str(value)
 
     def revision(self) -> int:
         with self.engine.connect() as conn:
