@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -86,6 +87,8 @@ def test_project_create_and_list(fresh: CsscertServer) -> None:
     listed = fresh.cli_json("project", "list")
     by_id = {p["id"]: p for p in listed}
     assert by_id[created]["name"] == "eu-de_logs" and by_id[created]["enabled"] is True
+    assert dt.datetime.fromisoformat(by_id[created]["created_at"]).tzinfo is not None
+    assert "T" in by_id[created]["created_at"]
     assert as_json["id"] in by_id and fresh.project_id in by_id
     table = fresh.cli("project", "list").stdout
     assert created in table and "eu-de_logs" in table
@@ -212,3 +215,21 @@ def test_serve_after_preparing_the_data_dir_with_the_cli(tmp_path: Path) -> None
         assert _get(prepared, prepared.token()).status_code == 200
     finally:
         prepared.stop()
+
+
+def test_concurrent_first_commands_agree_on_one_master_key_and_ca(tmp_path: Path) -> None:
+    """Two commands racing on an empty data directory: one master key (0600), one CA, no debris."""
+    data_dir = tmp_path / "data"
+    plain_env = {k: v for k, v in os.environ.items() if not k.startswith("CSSCERT_")}
+    command = [sys.executable, "-m", "csscert", "--data-dir", str(data_dir), "ca", "show", "--json"]
+    procs = [
+        subprocess.Popen(command, env=plain_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    assert len({json.loads(out)["fingerprint_sha256"] for out, _ in outputs}) == 1
+    master = data_dir / "master.key"
+    assert master.stat().st_mode & 0o777 == 0o600
+    assert len(master.read_text().strip()) == 43  # 32 bytes, base64url without padding
+    assert sorted(p.name for p in data_dir.iterdir() if p.name.startswith(".master")) == []

@@ -242,7 +242,10 @@ def project_list(ctx: click.Context, as_json: bool) -> None:
         projects = service.store.projects()
     if as_json:
         _emit_json(
-            [{"id": p.id, "name": p.name, "enabled": p.enabled, "created_at": p.created_at} for p in projects]
+            [
+                {"id": p.id, "name": p.name, "enabled": p.enabled, "created_at": p.created_at.isoformat()}
+                for p in projects
+            ]
         )
         return
     table = Table("id", "name", "enabled", "created")

@@ -43,8 +43,8 @@ def generate_master_key() -> str:
 def load_master_key(explicit: str | None, data_dir: Path, *, create: bool) -> bytes:
     """The master key from ``CSSCERT_MASTER_KEY``, else from ``<data_dir>/master.key``.
 
-    The file is created once (mode 0600, written with O_EXCL so two first starts cannot race
-    each other into two different keys).
+    The file is created once (mode 0600, published atomically so two first starts cannot race
+    each other into two different keys, or one of them into reading a half-written file).
     """
     if explicit:
         return _decode_key(explicit)
@@ -55,12 +55,20 @@ def load_master_key(explicit: str | None, data_dir: Path, *, create: bool) -> by
         raise MasterKeyError(f"no master key: set CSSCERT_MASTER_KEY or provide {path}")
     data_dir.mkdir(parents=True, exist_ok=True)
     key_text = generate_master_key()
+    # Written in full under a private name, then published with link(): a concurrent first start
+    # sees either no file or the complete key, never an empty one.
+    tmp = data_dir / f".{MASTER_KEY_FILE}.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key_text + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)
     except FileExistsError:
         return _decode_key(path.read_text())
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key_text + "\n")
+    finally:
+        tmp.unlink(missing_ok=True)
     return _decode_key(key_text)
 
 
