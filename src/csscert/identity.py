@@ -48,6 +48,11 @@ _SK_ALPHABET = string.ascii_letters + string.digits
 _TOKEN_KEYS_KEPT = 3
 _TOKEN_CACHE_LIMIT = 50_000
 _TOKEN_MAX_LENGTH = 4096
+# Tokens that failed to verify, remembered per Directory (i.e. per set of token keys) so a
+# client retrying a bad token costs a dictionary lookup, not a Fernet check: the 401 path
+# must not be the slow path. Bounded in entries and in the length of a remembered token.
+_TOKEN_REJECT_LIMIT = 4096
+_TOKEN_REJECT_MAX_LENGTH = 1024
 _USER_REVOCATION = "user:"  # revocation rows "user:<user id>@<epoch ms>": tokens issued before are void
 _IAM = "Incorrect IAM authentication information: "
 _BAD_SIGNATURE = _IAM + "the access key is unknown or disabled, or the signature does not match"
@@ -183,6 +188,8 @@ class Directory:
         primary_first = sorted(snapshot.fernet_keys, key=lambda k: (not k.primary, -k.created_at.timestamp()))
         self._codec = _TokenCodec([sealer.open(k.key_sealed, _fernet_context(k.id)) for k in primary_first])
         self._token_cache: dict[str, TokenClaims] = {}
+        self._token_rejects: dict[str, str] = {}
+        self._principals: dict[str, Principal] = {}
 
     # -- authentication -----------------------------------------------------------------
 
@@ -211,9 +218,21 @@ class Directory:
     def authenticate_token(self, token: str, now: float) -> Principal:
         claims = self._token_cache.get(token)
         if claims is None:
-            claims = self._codec.parse(token)
+            rejected = self._token_rejects.get(token)
+            if rejected is not None:
+                raise AuthenticationFailed(rejected)
+            try:
+                claims = self._codec.parse(token)
+            except AuthenticationFailed as exc:
+                # The keys of this Directory never change: a token they refused stays refused.
+                if len(token) <= _TOKEN_REJECT_MAX_LENGTH:
+                    if len(self._token_rejects) >= _TOKEN_REJECT_LIMIT:
+                        self._token_rejects.clear()
+                    self._token_rejects[token] = str(exc)
+                raise
             if len(self._token_cache) >= _TOKEN_CACHE_LIMIT:
                 self._token_cache.clear()
+                self._principals.clear()
             self._token_cache[token] = claims
         if now >= claims.expires_at:
             raise AuthenticationFailed(_IAM + "the token has expired")
@@ -226,7 +245,16 @@ class Directory:
         domain = self.domains[user.domain_id]
         if not domain.enabled:
             raise AuthenticationFailed(_IAM + "the token's domain is disabled")
-        return Principal(user, domain, "token", claims.project_id, claims)
+        # Every check above ran; only the (immutable) answer is reused, not rebuilt per request.
+        principal = self._principals.get(token)
+        if (
+            principal is None
+            or principal.claims is not claims
+            or principal.user is not user
+            or principal.domain is not domain
+        ):
+            principal = self._principals[token] = Principal(user, domain, "token", claims.project_id, claims)
+        return principal
 
     def _authenticate_signature(
         self,

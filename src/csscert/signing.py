@@ -25,6 +25,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from urllib.parse import quote, unquote, urlsplit
 
 __all__ = [
@@ -60,7 +61,9 @@ _AUTH_RE = re.compile(
     r"\s*Signature=(?P<signature>[0-9a-f]{64})\s*$"
 )
 _OTHER_ALGORITHMS = ("SDK-HMAC-SM3", "SDK-ECDSA-P256-SHA256", "SDK-SM2-SM3", "V11-HMAC-SHA256")
-_HEADER_NAME_RE = re.compile(r"^[a-z0-9!#$%&'*+.^`|~-]+$")
+_SIGNED_HEADERS_RE = re.compile(r"[a-z0-9!#$%&'*+.^`|~-]+(?:;[a-z0-9!#$%&'*+.^`|~-]+)*")
+# Characters quote(..., safe="~") never changes; a path made of them (and "/") is its own encoding.
+_PLAIN_PATH_RE = re.compile(r"[A-Za-z0-9_.~/-]*")
 _DATE_RE = re.compile(r"^\d{8}T\d{6}Z$")
 
 
@@ -89,8 +92,10 @@ def parse_authorization(value: str) -> AuthorizationHeader:
         raise SignatureFormatError(
             "Authorization must be 'SDK-HMAC-SHA256 Access=<AK>, SignedHeaders=<a;b>, Signature=<hex>'"
         )
-    signed = tuple(match["signed"].split(";"))
-    if any(not _HEADER_NAME_RE.match(name) for name in signed) or list(signed) != sorted(set(signed)):
+    signed_list = match["signed"]
+    signed = tuple(signed_list.split(";"))
+    # Every name valid, and strictly increasing (== sorted and unique).
+    if not _SIGNED_HEADERS_RE.fullmatch(signed_list) or any(a >= b for a, b in pairwise(signed)):
         raise SignatureFormatError("SignedHeaders must be sorted, unique, lower-case header names")
     return AuthorizationHeader(match["access"], signed, match["signature"])
 
@@ -99,7 +104,12 @@ def parse_sdk_date(value: str) -> dt.datetime:
     if not _DATE_RE.match(value):
         raise SignatureFormatError("X-Sdk-Date must be UTC in the form YYYYMMDDTHHMMSSZ")
     try:
-        return dt.datetime.strptime(value, DATE_FORMAT).replace(tzinfo=dt.UTC)
+        if len(value) != 16:  # "$" above lets a trailing newline through; strptime refused it
+            raise ValueError(value)
+        # The fixed-width fields strptime(DATE_FORMAT) reads, without its cost (~10 us).
+        year, month, day = int(value[0:4]), int(value[4:6]), int(value[6:8])
+        hour, minute, second = int(value[9:11]), int(value[11:13]), int(value[13:15])
+        return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
     except ValueError as exc:
         raise SignatureFormatError("X-Sdk-Date is not a valid date") from exc
 
@@ -116,7 +126,10 @@ def quote_component(text: str) -> str:
 def canonical_uri(path: str, *, decoded: bool = False) -> str:
     """``path`` as sent on the wire, or already percent-decoded (as servers hand it over)."""
     plain = path if decoded else unquote(path)
-    encoded = "/".join(_encode(segment) for segment in plain.split("/"))
+    if _PLAIN_PATH_RE.fullmatch(plain):
+        encoded = plain  # nothing to quote (the usual case)
+    else:
+        encoded = "/".join(_encode(segment) for segment in plain.split("/"))
     return encoded if encoded.endswith("/") else encoded + "/"
 
 
@@ -173,7 +186,7 @@ def string_to_sign(sdk_date: str, canonical: str) -> str:
 
 
 def signature(secret_key: bytes, to_sign: str) -> str:
-    return hmac.new(secret_key, to_sign.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(secret_key, to_sign.encode(), "sha256").hex()
 
 
 def signatures_equal(expected: str, given: str) -> bool:
@@ -214,7 +227,8 @@ def sign_request(
     Every header given is signed (as the SDK signs every header it set itself).
     """
     parts = urlsplit(url)
-    out = {name: value for name, value in (headers or {}).items()}
+    # Values are sent trimmed, as the SDK sends them (and as HTTP allows no edge whitespace).
+    out = {name: str(value).strip() for name, value in (headers or {}).items()}
     moment = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     if not any(name.lower() == "x-sdk-date" for name in out):
         out["X-Sdk-Date"] = moment.strftime(DATE_FORMAT)
