@@ -37,7 +37,8 @@ def _console(stderr: bool = False) -> Console:
     """Piped output gets room for full ids and fingerprints (rich would cut them at 80 columns,
     or at $COLUMNS, which describes a terminal, not a pipe)."""
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
+    # emoji=False: rich would turn ":AB:" and ":CD:" inside a colon fingerprint into emoji.
+    return Console(stderr=stderr, highlight=False, emoji=False, width=None if stream.isatty() else 200)
 
 
 console = _console()
