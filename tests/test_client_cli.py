@@ -185,3 +185,34 @@ def test_verify_failures_say_why(
             assert text.returncode == 1 and text.stdout == ""
             assert text.stderr.startswith("FAILED") and words in " ".join(text.stderr.split()), text.stderr
             assert "Traceback" not in text.stderr
+
+
+def test_fingerprints_print_as_plain_hex(tmp_path: Path) -> None:
+    """Colon fingerprints often contain ':AB:' or ':CD:', which rich would turn into emoji."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name.from_rfc4514_string("CN=localhost")
+    now = dt.datetime.now(dt.UTC)
+    serial = 1
+    while True:  # a self-signed server certificate whose colon fingerprint has ":AB:" in it
+        cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(serial)
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=9))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        colon = _colon(cert.fingerprint(hashes.SHA256()).hex())
+        if ":AB:" in colon:
+            break
+        serial += 1
+    cert_file = tmp_path / "self.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file = tmp_path / "self.key"
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    with listening(cert_file, key_file) as listener:
+        result = _verify(listener.url(), cert_file, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"SHA-256      {colon}" in result.stdout
+    assert f"signed by CA {colon}" in result.stdout
