@@ -91,6 +91,16 @@ def test_version_document(server: CsscertServer, client: httpx.Client) -> None:
     _keystone_error(client.post(server.url + "/v3", json={}), 405)
 
 
+def test_root_lists_the_identity_version_and_stays_a_health_check(
+    server: CsscertServer, client: httpx.Client
+) -> None:
+    body = client.get(server.url + "/").json()
+    assert body["status"] == "ok"
+    (version,) = body["versions"]["values"]
+    assert version["id"].startswith("v3") and version["status"] == "stable"
+    assert {"rel": "self", "href": server.url + "/v3/"} in version["links"]
+
+
 def test_password_login_scoped_by_project_name_and_domain(
     server: CsscertServer, client: httpx.Client, ks_user: KeystoneUser
 ) -> None:

@@ -98,6 +98,17 @@ def test_project_scope_by_id_and_an_explicit_filename(
     assert (in_tmp / "mine.cer").read_bytes() == _served(server, conn.auth_token, otc_user.project_id)
 
 
+@pytest.mark.parametrize("suffix", ["", "/"])
+def test_auth_url_at_the_root_is_discovered(
+    server: CsscertServer, otc_user: PasswordUser, in_tmp: Path, suffix: str
+) -> None:
+    """keystoneauth finds /v3 through the root's version list, as with a real Keystone."""
+    conn = _connect(server, otc_user, auth_url=server.url + suffix)
+    conn.css.download_certificate()
+    written = (in_tmp / "CloudSearchService.cer").read_bytes()
+    assert written == _served(server, conn.auth_token, otc_user.project_id)
+
+
 def test_revoked_token_gets_401_and_a_fresh_token_works(
     server: CsscertServer, otc_user: PasswordUser, in_tmp: Path
 ) -> None:

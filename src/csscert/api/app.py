@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Any
 
 from csscert.api.download import RepresentationCache, choose_format, not_modified
-from csscert.api.keystone import KeystoneRequest, handle_keystone
+from csscert.api.keystone import KeystoneRequest, handle_keystone, version_choices
 from csscert.api.wire import Response, css_error, json_response, new_request_id
 from csscert.errors import (
     AccessDenied,
@@ -157,6 +157,9 @@ class App:
                     return css_error(
                         "CSS.0001", "this API only supports GET and HEAD", rid, _ALLOW_DOWNLOAD, status=405
                     )
+                if path == "/":  # also Keystone's root: version discovery for auth_url=<base URL>
+                    versions = version_choices(self._base_url(headers, scheme))
+                    return json_response(200, {"status": "ok", "service": "csscert", **versions}, rid)
                 if path != "/openapi.json":
                     return json_response(200, {"status": "ok", "service": "csscert"}, rid)
                 if self._openapi is None:

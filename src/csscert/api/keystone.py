@@ -21,7 +21,7 @@ from csscert.identity import Directory, IssuedToken, Principal, TokenClaims
 from csscert.model import Domain, Project, User
 from csscert.service import Service
 
-__all__ = ["KeystoneRequest", "handle_keystone"]
+__all__ = ["KeystoneRequest", "handle_keystone", "version_choices"]
 
 _UPDATED = "2013-03-06T00:00:00Z"
 _MEDIA = [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}]
@@ -51,6 +51,11 @@ def _version(base_url: str) -> dict[str, Any]:
         "links": [{"rel": "self", "href": f"{base_url}/v3/"}],
         "media-types": _MEDIA,
     }
+
+
+def version_choices(base_url: str) -> dict[str, Any]:
+    """What Keystone answers at its root: lets keystoneauth discover /v3 from ``auth_url=<base>``."""
+    return {"versions": {"values": [_version(base_url)]}}
 
 
 def _project_body(directory: Directory, project: Project, base_url: str) -> dict[str, Any]:
