@@ -32,3 +32,16 @@ def test_a_database_behind_head_is_migrated(tmp_path: Path) -> None:
     assert result.stdout.strip() == f"schema at revision {csscert.store.head_revision()}"
     created = data.cli_json("project", "create", "after-upgrade")
     assert created["name"] == "local-1_after-upgrade"
+
+
+def test_a_database_from_a_newer_csscert_is_refused_clearly(tmp_path: Path) -> None:
+    data = CsscertServer(data_dir=tmp_path / "data")
+    data.cli("db", "upgrade")
+    with closing(sqlite3.connect(data.data_dir / "csscert.db")) as db, db:
+        db.execute("UPDATE alembic_version SET version_num = '0099'")
+    for command in (["db", "upgrade"], ["project", "list"]):
+        result = data.cli(*command, check=False)
+        assert result.returncode == 1, result.stderr
+        assert "'0099'" in result.stderr and "newer csscert" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert data.cli("serve", "--port", str(data.port), check=False).returncode == 1

@@ -30,7 +30,7 @@ from csscert.model import CAState, CertificateAuthority
 from csscert.sealing import MasterKeyError
 from csscert.service import FirstStart, Service
 from csscert.settings import KeyType, Settings
-from csscert.store import Conflict, NotFound
+from csscert.store import Conflict, NotFound, SchemaError
 
 
 def _console(stderr: bool = False) -> Console:
@@ -80,7 +80,7 @@ def _open_service(settings: Settings, *, bootstrap: bool = False) -> tuple[Servi
         _fail(_database_error(exc))
     try:
         first = service.initialize(bootstrap=bootstrap)
-    except (MasterKeyError, ValueError, OSError) as exc:
+    except (MasterKeyError, SchemaError, ValueError, OSError) as exc:
         service.close()
         _fail(str(exc))
     except SQLAlchemyError as exc:

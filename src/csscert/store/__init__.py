@@ -15,7 +15,21 @@ from csscert.store.sql import Conflict, NotFound, SqlStore, StoreSnapshot
 if TYPE_CHECKING:
     from alembic.config import Config
 
-__all__ = ["Conflict", "NotFound", "SqlStore", "StoreSnapshot", "head_revision", "migrate", "open_store"]
+__all__ = [
+    "Conflict",
+    "NotFound",
+    "SchemaError",
+    "SqlStore",
+    "StoreSnapshot",
+    "head_revision",
+    "migrate",
+    "open_store",
+]
+
+
+class SchemaError(RuntimeError):
+    """The database schema cannot be brought to this version's head (e.g. it is newer)."""
+
 
 HINT_FILE = "revision.hint"
 _VERSIONS = Path(__file__).parent / "migrations" / "versions"
@@ -63,11 +77,18 @@ def migrate(store: SqlStore) -> str:
     if head is not None and store.schema_revision() == head:
         return head  # nothing to do (the common case for every CLI command and start)
     from alembic import command
+    from alembic.util import CommandError
 
     config = _alembic_config(store)
-    with store.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+    try:
+        with store.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+    except CommandError as exc:
+        raise SchemaError(
+            f"cannot migrate the database schema ({exc}); "
+            f"it was probably written by a newer csscert (this one knows up to {head or 'head'})"
+        ) from exc
     with store.engine.connect() as conn:
         from alembic.runtime.migration import MigrationContext
 
