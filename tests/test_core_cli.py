@@ -233,3 +233,18 @@ def test_concurrent_first_commands_agree_on_one_master_key_and_ca(tmp_path: Path
     assert master.stat().st_mode & 0o777 == 0o600
     assert len(master.read_text().strip()) == 43  # 32 bytes, base64url without padding
     assert sorted(p.name for p in data_dir.iterdir() if p.name.startswith(".master")) == []
+
+
+def test_serve_on_a_busy_port_fails_clearly_before_writing(fresh: CsscertServer, tmp_path: Path) -> None:
+    newcomer = CsscertServer(data_dir=tmp_path / "data")
+    busy = newcomer.cli("serve", "--port", str(fresh.port), check=False)  # fresh listens there
+    assert busy.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{fresh.port}" in busy.stderr and "Traceback" not in busy.stderr
+    assert not newcomer.data_dir.exists()  # so the real first start still shows its banner
+    zero = newcomer.cli("serve", "--port", "0", check=False)
+    assert zero.returncode == 1 and "--port" in zero.stderr
+    newcomer.start()
+    try:
+        assert "first start" in newcomer.first_start_output
+    finally:
+        newcomer.stop()

@@ -9,6 +9,7 @@ import datetime as dt
 import functools
 import json
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -153,6 +154,20 @@ def _first_start_banner(first: FirstStart, base: str) -> None:
     console.print(Rule(), width=min(console.width, 80))
 
 
+def _check_can_listen(host: str, port: int) -> None:
+    """Fail with one clear line (not a server backtrace) when the address cannot be used."""
+    if port == 0:
+        _fail("give a real port with --port (0 would pick a random one that nobody can be told)")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
 @cli.command()
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8080).")
@@ -164,6 +179,7 @@ def serve(
 ) -> None:
     """Run the API server (creates the database, CA and first credentials on first start)."""
     settings = _settings(ctx, host=host, port=port, workers=workers, public_url=public_url)
+    _check_can_listen(settings.host, settings.port)  # before a first start writes anything
     service, first = _open_service(settings, bootstrap=True)
     settings = service.settings
     base = settings.public_base_url()
