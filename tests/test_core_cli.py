@@ -248,3 +248,28 @@ def test_serve_on_a_busy_port_fails_clearly_before_writing(fresh: CsscertServer,
         assert "first start" in newcomer.first_start_output
     finally:
         newcomer.stop()
+
+
+def test_broken_setups_get_one_clear_line(tmp_path: Path) -> None:
+    """Whatever is wrong with the data directory or the database URL: a message, exit 1, no traceback."""
+    corrupt = CsscertServer(data_dir=tmp_path / "corrupt")
+    corrupt.data_dir.mkdir()
+    (corrupt.data_dir / "csscert.db").write_bytes(b"this is not SQLite" * 300)
+    bad_key = CsscertServer(data_dir=tmp_path / "bad-key")
+    bad_key.data_dir.mkdir()
+    (bad_key.data_dir / "master.key").write_text("not a key\n")
+    cases = [
+        (corrupt, {}, "database error: file is not a database"),
+        (bad_key, {}, f"the master key in {bad_key.data_dir / 'master.key'}"),
+        (CsscertServer(data_dir=tmp_path / "u1"), {"CSSCERT_DATABASE_URL": "nonsense"}, "database error"),
+        (CsscertServer(data_dir=tmp_path / "u2"), {"CSSCERT_DATABASE_URL": "postgresql://u@127.0.0.1:1/x"},
+         "database"),
+        (CsscertServer(data_dir=tmp_path / "u3"), {"CSSCERT_WORKERS": "0"}, "workers"),
+    ]
+    for server, env, message in cases:
+        server.env = env
+        for command in (["project", "list"], ["serve", "--port", str(server.port)]):
+            result = server.cli(*command, check=False)
+            assert result.returncode == 1, (command, env, result.stderr)
+            assert message in result.stderr, (command, env, result.stderr)
+            assert "Traceback" not in result.stderr

@@ -79,6 +79,9 @@ def _open_service(settings: Settings, *, bootstrap: bool = False) -> tuple[Servi
         _fail(str(exc))
     except SQLAlchemyError as exc:
         _fail(_database_error(exc))
+    except ImportError as exc:  # e.g. a PostgreSQL URL without the driver
+        _fail(f"the database driver {exc.name or ''} is not installed "
+              "(for PostgreSQL: pip install 'csscert[postgres]')")
     try:
         first = service.initialize(bootstrap=bootstrap)
     except (MasterKeyError, SchemaError, ValueError, OSError) as exc:

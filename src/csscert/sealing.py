@@ -26,13 +26,13 @@ class MasterKeyError(RuntimeError):
     """The master key is missing, malformed, or does not open what the store holds."""
 
 
-def _decode_key(text: str) -> bytes:
+def _decode_key(text: str, source: str) -> bytes:
     try:
         raw = base64.urlsafe_b64decode(text.strip() + "=" * (-len(text.strip()) % 4))
     except (binascii.Error, ValueError) as exc:
-        raise MasterKeyError("master key is not valid base64url") from exc
+        raise MasterKeyError(f"the master key in {source} is not valid base64url") from exc
     if len(raw) != 32:
-        raise MasterKeyError("master key must decode to exactly 32 bytes")
+        raise MasterKeyError(f"the master key in {source} must decode to exactly 32 bytes")
     return raw
 
 
@@ -47,10 +47,10 @@ def load_master_key(explicit: str | None, data_dir: Path, *, create: bool) -> by
     each other into two different keys, or one of them into reading a half-written file).
     """
     if explicit:
-        return _decode_key(explicit)
+        return _decode_key(explicit, "CSSCERT_MASTER_KEY")
     path = data_dir / MASTER_KEY_FILE
     if path.exists():
-        return _decode_key(path.read_text())
+        return _decode_key(path.read_text(), str(path))
     if not create:
         raise MasterKeyError(f"no master key: set CSSCERT_MASTER_KEY or provide {path}")
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -66,10 +66,10 @@ def load_master_key(explicit: str | None, data_dir: Path, *, create: bool) -> by
             os.fsync(handle.fileno())
         os.link(tmp, path)
     except FileExistsError:
-        return _decode_key(path.read_text())
+        return _decode_key(path.read_text(), str(path))
     finally:
         tmp.unlink(missing_ok=True)
-    return _decode_key(key_text)
+    return _decode_key(key_text, str(path))
 
 
 class Sealer:
