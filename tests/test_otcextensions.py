@@ -21,6 +21,11 @@ from keystoneauth1 import exceptions as ksa_exceptions
 from openstack import exceptions as sdk_exceptions
 from otcextensions import sdk as otc_sdk
 
+# openstacksdk's own deprecation notices (InfluxDB support, a proxy argument), not ours.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Support for InfluxDB"),
+    pytest.mark.filterwarnings("ignore:The 'service_type' parameter"),
+]
 
 @dataclass(frozen=True)
 class PasswordUser:
