@@ -11,6 +11,7 @@ import hashlib
 import json
 import ssl
 import subprocess
+from collections.abc import Iterator
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
@@ -44,10 +45,10 @@ FORMATS = ["pem", "der", "p7b", "jks", "p12", "json"]
 
 
 @pytest.fixture(scope="module")
-def node_listener(server: CsscertServer, tmp_path_factory: pytest.TempPathFactory) -> TLSListener:
+def node_listener(server: CsscertServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSListener]:
     node = issue_node(server, tmp_path_factory.mktemp("node"), "formats-node")
     with listening(node.cert, node.key) as listener:
-        yield listener  # type: ignore[misc]
+        yield listener
 
 
 @pytest.fixture(scope="module")
@@ -367,7 +368,8 @@ def test_validators_and_conditional_requests(server: CsscertServer, admin_token:
         {"If-None-Match": f'"0000", {etag}'},
         {"If-None-Match": "*"},
         {"If-Modified-Since": last_modified},
-        {"If-Modified-Since": format_datetime(modified + dt.timedelta(seconds=1), usegmt=True)},
+        {"If-Modified-Since": format_datetime(  # later than Last-Modified (but not in the future)
+            min(modified + dt.timedelta(seconds=1), dt.datetime.now(dt.UTC)), usegmt=True)},
         {"If-Modified-Since": last_modified.replace("GMT", "-0000")},
     ):
         response = conditional(**headers)

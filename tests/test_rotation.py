@@ -204,13 +204,14 @@ def test_expiring_ca_warns_in_cli_and_api(make_server: ServerFactory, tmp_path: 
 # -- crash safety -----------------------------------------------------------------------------
 
 # Runs the real CLI, SIGKILLing itself at the N-th step boundary (before each SQL statement,
-# before COMMIT, before and after the hint-file replace) once `Authority.rotate` or `.retire`
-# has begun. Nothing is replaced: the wrapper only counts and kills.
+# before COMMIT, before and after the hint-file replace) once the store's write of a rotation
+# or retirement has begun; kills before that moment (key generation, reads) are what the
+# random-delay kills below mostly hit. Nothing is replaced: the wrapper only counts and kills.
 _KILLER = r"""
 import os, signal, sys
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-import csscert.authority as authority
+from csscert.store import SqlStore
 
 target = int(os.environ["KILL_AT_STEP"])
 state = {"armed": False, "steps": 0}
@@ -235,8 +236,8 @@ def arming(method):
         state["armed"] = True
         return method(*args, **kwargs)
     return wrapper
-authority.Authority.rotate = arming(authority.Authority.rotate)
-authority.Authority.retire = arming(authority.Authority.retire)
+SqlStore.add_authority = arming(SqlStore.add_authority)
+SqlStore.retire_authority = arming(SqlStore.retire_authority)
 
 from csscert.cli import main
 sys.argv = ["csscert", *sys.argv[1:]]
