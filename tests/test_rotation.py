@@ -90,6 +90,11 @@ def test_rotation_overlap_and_retirement(make_server: ServerFactory, tmp_path: P
     ]
     bundle_v2 = tmp_path / "bundle-v2.pem"
     bundle_v2.write_bytes(v2.content)
+    p7b = tmp_path / "bundle-v2.p7b"
+    p7b.write_bytes(get(server, token, format="p7b").content)
+    printed = subprocess.run(["openssl", "pkcs7", "-inform", "DER", "-in", str(p7b), "-print_certs"],
+                             capture_output=True, check=True).stdout
+    assert sorted(pem_fingerprints(printed)) == sorted([new_fp, old_fp])  # a SET OF: DER order, not ours
 
     # -- new node certificates are signed by the new CA ---------------------------------
     new_node = issue_node(server, tmp_path / "new", "node-new")

@@ -128,6 +128,7 @@ class TrustBundle:
         self.pem = b"".join(ca.cert_pem for ca in self.authorities)
         self._ders = tuple(cert.public_bytes(serialization.Encoding.DER) for cert in self.certificates)
         self.der = self._ders[0]
+        # certs-only PKCS#7 (RFC 7030 style); its certificates are a SET OF, so in DER order
         self.p7b = pkcs7.serialize_certificates(list(self.certificates), serialization.Encoding.DER)
         self.json = json.dumps(self._metadata(), separators=(",", ":")).encode()
         soonest = min(self.authorities, key=lambda ca: ca.not_after)
