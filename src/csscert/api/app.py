@@ -8,6 +8,7 @@ layers; they hold no certificate or credential logic of their own.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
@@ -45,6 +46,14 @@ _ERROR_CODES: list[tuple[type[Exception], str]] = [
 ]
 
 
+def _settle_heap() -> None:
+    """Take what start-up built (~65k objects: imports, settings, store) out of the collector's
+    way, so that a full collection while serving walks only what requests made (about 50 ms
+    less of a pause, on the event loop)."""
+    gc.collect()
+    gc.freeze()
+
+
 def _openapi_document() -> bytes:
     return resources.files("csscert.api").joinpath("openapi.json").read_bytes()
 
@@ -63,6 +72,7 @@ class App:
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.service.start_watching()
+        _settle_heap()
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.service.close()
@@ -103,6 +113,7 @@ class App:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
                     self.service.start_watching()
+                    _settle_heap()
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     self.service.close()
