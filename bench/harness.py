@@ -386,6 +386,51 @@ class Nginx:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+class Ceiling:
+    """bench/ceiling_app.py under the granian CLI: the Python server stack with no app work."""
+
+    def __init__(self, fixture: Fixture, workdir: Path, workers: int, cpus: Sequence[int] | None) -> None:
+        self.port = free_port()
+        self.workers = workers
+        self.cpus = list(cpus) if cpus else None
+        self.body_file = workdir / "ceiling-body.pem"
+        self.body_file.write_bytes(fixture.pem)
+        self.log = workdir / f"ceiling-w{workers}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        granian = Path(sys.executable).with_name("granian")
+        command = [
+            *taskset(self.cpus), str(granian), "--interface", "rsgi", "--workers", str(self.workers),
+            "--no-ws", "--host", HOST, "--port", str(self.port), "--log-level", "warning",
+            "--working-dir", str(Path(__file__).resolve().parent), "ceiling_app:app",
+        ]  # fmt: skip
+        env = clean_env({"CEILING_BODY_FILE": str(self.body_file)})
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"granian (ceiling) exited; see {self.log}")
+            try:
+                if request(self.port, "/").status == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("granian (ceiling) did not start")
+
+    def all_pids(self) -> list[int]:
+        assert self.proc is not None
+        return [self.proc.pid, *descendants(self.proc.pid)]
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_group(self.proc)
+            self.proc = None
+
+
 # -- processes ----------------------------------------------------------------------------
 
 

@@ -37,15 +37,18 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness
-from harness import Csscert, Fixture, Nginx, WrkResult
+from harness import Ceiling, Csscert, Fixture, Nginx, WrkResult
 
 RESULTS = Path(__file__).resolve().parent / "results"
+README = Path(__file__).resolve().parent.parent / "README.md"
+README_BEGIN = "<!-- bench:begin (written by bench/run.py) -->"
+README_END = "<!-- bench:end -->"
 
 
 @dataclass(frozen=True)
 class Case:
     name: str
-    server: str  # "nginx" or "csscert"
+    server: str  # "nginx", "csscert" or "ceiling"
     expect: int
     baseline: str | None  # the nginx case its ratio is computed against
     description: str
@@ -54,6 +57,13 @@ class Case:
 CASES: list[Case] = [
     Case("nginx-200", "nginx", 200, None, "nginx static file"),
     Case("nginx-304", "nginx", 304, None, "nginx static file, If-None-Match"),
+    Case(
+        "ceiling-200",
+        "ceiling",
+        200,
+        "nginx-200",
+        "granian + a trivial RSGI app (no auth): the stack's ceiling",
+    ),
     Case("token-200", "csscert", 200, "nginx-200", "X-Auth-Token download"),
     Case("aksk-200", "csscert", 200, "nginx-200", "AK/SK signed download (replayed)"),
     Case("token-304", "csscert", 304, "nginx-304", "X-Auth-Token + If-None-Match revalidation"),
@@ -68,7 +78,7 @@ def tampered(token: str) -> str:
 
 
 def case_headers(case: Case, fixture: Fixture, nginx: Nginx, server: Csscert) -> dict[str, str]:
-    if case.name == "nginx-200":
+    if case.name in ("nginx-200", "ceiling-200"):
         return {}
     if case.name == "nginx-304":
         return {"If-None-Match": nginx.etag}
@@ -111,9 +121,10 @@ class Bench:
         self.workdir = workdir
 
     def drive(
-        self, case: Case, nginx: Nginx, server: Csscert, plan: CpuPlan, connections: int, seconds: float
+        self, case: Case, servers: dict[str, Any], plan: CpuPlan, connections: int, seconds: float
     ) -> WrkResult:
-        port = nginx.port if case.server == "nginx" else server.port
+        nginx, server, target = servers["nginx"], servers["csscert"], servers[case.server]
+        port = target.port
         headers = case_headers(case, self.fixture, nginx, server)
         check = harness.request(port, self.fixture.path, headers)
         if check.status != case.expect:
@@ -122,7 +133,7 @@ class Bench:
             )
         if case.expect == 200 and check.body != self.fixture.pem:
             raise RuntimeError(f"{case.name}: the body is not the PEM")
-        pids = nginx.all_pids() if case.server == "nginx" else server.all_pids()
+        pids = target.all_pids()
         return harness.run_wrk(
             port, self.fixture.path, headers, connections, seconds, plan.threads, plan.load, pids
         )
@@ -132,6 +143,7 @@ class Bench:
         plan = cpu_plan(workers, not args.no_pin)
         print(f"\n== csscert --workers {workers}: {plan.describe()}", flush=True)
         nginx = Nginx(self.fixture, self.workdir, plan.nginx)
+        ceiling = None if args.no_ceiling else Ceiling(self.fixture, self.workdir, workers, plan.server)
         server = Csscert(
             self.fixture.data_dir,
             workers,
@@ -139,8 +151,11 @@ class Bench:
             self.workdir / f"serve-w{workers}.log",
             args.serve_arg,
         )
+        servers: dict[str, Any] = {"nginx": nginx, "csscert": server, "ceiling": ceiling}
         try:
             nginx.start()
+            if ceiling is not None:
+                ceiling.start()
             server.start()
             startup = server.wait_ready(self.fixture.path, {"X-Auth-Token": self.fixture.token})
             print(f"start-up to first 200 on the existing data dir: {startup:.2f} s", flush=True)
@@ -149,24 +164,32 @@ class Bench:
                 time.sleep(0.05)
             worker_pids = server.worker_pids()
             main_pid = server.all_pids()[0]
-            cases = [c for c in CASES if c.name in args.cases or (nginx_cases and c.server == "nginx")]
+            cases = [
+                c
+                for c in CASES
+                if c.name in args.cases
+                or (nginx_cases and c.server == "nginx")
+                or (ceiling is not None and c.server == "ceiling")
+            ]
             rounds: list[dict[str, Any]] = []
             with harness.sampling(server.all_pids(), 0.25) as sampler:
                 for case in cases:
-                    self.drive(case, nginx, server, plan, min(args.connections), args.warmup)
+                    self.drive(case, servers, plan, min(args.connections), args.warmup)
                 for index in range(args.rounds):
                     for connections in args.connections:
                         row: dict[str, Any] = {"round": index + 1, "connections": connections, "cases": {}}
                         for case in cases:
-                            result = self.drive(case, nginx, server, plan, connections, args.duration)
+                            result = self.drive(case, servers, plan, connections, args.duration)
                             row["cases"][case.name] = self._record(case, result)
                         self._ratios(row)
                         rounds.append(row)
                         self._print_row(row)
             peaks = sampler.peak_mib()
-            soak = self.soak(nginx, server, plan, worker_pids) if workers == 1 and args.soak > 0 else None
+            soak = self.soak(servers, plan, worker_pids) if workers == 1 and args.soak > 0 else None
         finally:
             server.stop()
+            if ceiling is not None:
+                ceiling.stop()
             nginx.stop()
         return {
             "workers": workers,
@@ -206,7 +229,14 @@ class Bench:
         token = row["cases"].get("token-200")
         for name in ("token-304", "invalid-401", "aksk-200"):
             if token and name in row["cases"] and token["rps"]:
-                row["cases"][name]["rps_vs_token_200"] = round(row["cases"][name]["rps"] / token["rps"], 3)
+                entry = row["cases"][name]
+                entry["rps_vs_token_200"] = round(entry["rps"] / token["rps"], 3)
+                if entry.get("cpu_us_per_req") and token.get("cpu_us_per_req"):
+                    entry["cpu_vs_token_200"] = round(entry["cpu_us_per_req"] / token["cpu_us_per_req"], 3)
+        ceiling = row["cases"].get("ceiling-200")
+        for name, entry in row["cases"].items():
+            if ceiling and ceiling["rps"] and by_name[name].server == "csscert":
+                entry["rps_vs_ceiling"] = round(entry["rps"] / ceiling["rps"], 3)
 
     @staticmethod
     def _print_row(row: dict[str, Any]) -> None:
@@ -219,14 +249,12 @@ class Bench:
             )
         print(f"round {row['round']} c={row['connections']}: " + "; ".join(parts), flush=True)
 
-    def soak(
-        self, nginx: Nginx, server: Csscert, plan: CpuPlan, worker_pids: Sequence[int]
-    ) -> dict[str, Any]:
+    def soak(self, servers: dict[str, Any], plan: CpuPlan, worker_pids: Sequence[int]) -> dict[str, Any]:
         args = self.args
         case = next(c for c in CASES if c.name == "token-200")
         print(f"soak: {case.name} for {args.soak:.0f} s at c={min(args.connections)} ...", flush=True)
         with harness.sampling(worker_pids, 0.5) as sampler:
-            result = self.drive(case, nginx, server, plan, min(args.connections), args.soak)
+            result = self.drive(case, servers, plan, min(args.connections), args.soak)
         window = min(5.0, args.soak / 6)
         per_worker = []
         for pid in worker_pids:
@@ -277,6 +305,8 @@ def summarize(
                 "rps_vs_nginx",
                 "p99_vs_nginx",
                 "rps_vs_token_200",
+                "cpu_vs_token_200",
+                "rps_vs_ceiling",
             ):
                 values = [r[key] for r in rows if r.get(key) is not None]
                 if values:
@@ -324,6 +354,14 @@ def evaluate(phase: dict[str, Any], tolerance: float) -> list[dict[str, Any]]:
         f">= 1.0 (within {tolerance:.0%} noise)",
         None if v is None else v >= 1 - tolerance,
     )
+    for case, label in (("token-304", "304"), ("invalid-401", "401")):
+        v = highest(case, "cpu_vs_token_200")
+        add(
+            f"{label} server CPU per request vs token 200 (load-proof form of the line above)",
+            v,
+            f"<= 1.0 (within {tolerance:.0%} noise)",
+            None if v is None else v <= 1 + tolerance,
+        )
     p99 = [
         s.get(name, {}).get("50", {}).get("p99_vs_nginx")
         for name in ("token-200", "aksk-200", "token-304", "invalid-401")
@@ -352,7 +390,6 @@ def evaluate(phase: dict[str, Any], tolerance: float) -> list[dict[str, Any]]:
         )
     v = phase["startup_seconds"]
     add("start-up to first 200 on an existing data dir (s)", v, "< 2", v < 2)
-    _ = highest  # kept for symmetry with lowest()
     return targets
 
 
@@ -371,7 +408,11 @@ def markdown(result: dict[str, Any]) -> str:
         "connection count, "
         f"after a {cfg['warmup']} s warm-up per case; medians over rounds; each ratio is computed within one "
         "round against nginx serving the same bytes at the same path (200 cases against nginx 200, "
-        "304 against nginx 304).",
+        "304 against nginx 304). `ceiling-200` is granian serving the same bytes from a trivial RSGI app "
+        "(bench/ceiling_app.py: no routing, no auth), the most any app on this server stack can do; "
+        "'req/s vs ceiling' is the share of it csscert reaches. 'server CPU us/req' is the CPU time "
+        "(user + system) of the server's processes divided by the requests served: unlike req/s it hardly "
+        "moves when other programs compete for the cores.",
         "",
     ]
     for phase in result["phases"]:
@@ -384,16 +425,18 @@ def markdown(result: dict[str, Any]) -> str:
             f"(main process {phase['rss_peak_mib']['main_process']} MiB).",
             "",
             "| case | conns | req/s | p50 ms | p99 ms | req/s vs nginx | p99 vs nginx "
-            "| server CPU us/req | valid |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            "| req/s vs ceiling | server CPU us/req | valid |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         for name, by_conns in phase["summary"].items():
             for conns, e in by_conns.items():
                 ratio = f"{e['rps_vs_nginx']:.2f}x" if "rps_vs_nginx" in e else ""
                 p99r = f"{e['p99_vs_nginx']:.2f}x" if "p99_vs_nginx" in e else ""
+                ceil = f"{e['rps_vs_ceiling']:.2f}x" if "rps_vs_ceiling" in e else ""
                 lines.append(
                     f"| {name} | {conns} | {e['rps']:.0f} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} "
-                    f"| {ratio} | {p99r} | {e.get('cpu_us_per_req', '')} | {'yes' if e['valid'] else 'NO'} |"
+                    f"| {ratio} | {p99r} | {ceil} | {e.get('cpu_us_per_req', '')} "
+                    f"| {'yes' if e['valid'] else 'NO'} |"
                 )
         if phase.get("soak"):
             soak = phase["soak"]
@@ -417,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=float, default=4.0, help="seconds per wrk run (default 4)")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run (default 3)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per phase (default 3)")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per case (default 1)")
     parser.add_argument("--connections", type=int, nargs="+", default=[50, 200])
@@ -433,6 +476,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and wrk to separate cores")
     parser.add_argument(
+        "--no-ceiling", action="store_true", help="skip the granian + trivial app reference ('ceiling-200')"
+    )
+    parser.add_argument(
         "--serve-arg", action="append", default=[], help="extra argument for 'csscert serve' (repeatable)"
     )
     parser.add_argument(
@@ -443,6 +489,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "latest", help="results path without suffix")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir and logs")
+    parser.add_argument(
+        "--no-readme",
+        action="store_true",
+        help="do not copy the table into README.md (only the default --out ever does)",
+    )
     args = parser.parse_args(argv)
 
     harness.ensure_tools()
@@ -481,7 +532,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')} "
         f"({result['wall_seconds']:.0f} s)"
     )
+    if not args.no_readme and args.out == RESULTS / "latest" and update_readme(table):
+        print(f"updated the Performance section of {README}")
     return 0
+
+
+def update_readme(table: str) -> bool:
+    """Put the table between the README's bench markers (a run on a clean checkout keeps it current)."""
+    if not README.exists():
+        return False
+    text = README.read_text()
+    start, end = text.find(README_BEGIN), text.find(README_END)
+    if start < 0 or end < start:
+        return False
+    body = table.split("\n", 1)[1].lstrip("\n")  # without the document title
+    body = body.replace("\n## ", "\n### ")
+    README.write_text(text[: start + len(README_BEGIN)] + "\n" + body.rstrip() + "\n" + text[end:])
+    return True
 
 
 if __name__ == "__main__":
