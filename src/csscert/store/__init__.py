@@ -5,9 +5,14 @@ Nothing above this package sees SQLAlchemy; it gets the plain records of :mod:`c
 
 from __future__ import annotations
 
+import fcntl
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from sqlalchemy import make_url, text
 
 from csscert.settings import Settings
 from csscert.store.sql import Conflict, NotFound, SqlStore, StoreSnapshot
@@ -71,11 +76,46 @@ def _alembic_config(store: SqlStore) -> Config:
     return config
 
 
+_PG_MIGRATION_LOCK = 0x637373636572  # "csscer": one advisory lock id for every csscert database
+
+
+@contextmanager
+def _migration_lock(store: SqlStore) -> Iterator[None]:
+    """One migrator at a time: processes starting together on a new database would otherwise
+    all see an empty schema and race to create it."""
+    url = make_url(store.url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        with open(f"{url.database}.migrate.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    elif url.get_backend_name() == "postgresql":
+        with store.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_MIGRATION_LOCK})
+                conn.commit()
+    else:
+        yield
+
+
 def migrate(store: SqlStore) -> str:
     """Bring the schema to the newest revision; returns that revision's id."""
     head = head_revision()
     if head is not None and store.schema_revision() == head:
         return head  # nothing to do (the common case for every CLI command and start)
+    with _migration_lock(store):
+        return _migrate_locked(store, head)
+
+
+def _migrate_locked(store: SqlStore, head: str | None) -> str:
+    if head is not None and store.schema_revision() == head:
+        return head  # another process finished it while we waited
     from alembic import command
     from alembic.util import CommandError
 
