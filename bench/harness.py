@@ -47,6 +47,15 @@ def ensure_tools(names: Sequence[str] = ("nginx", "wrk")) -> None:
         raise SystemExit(f"could not install {' '.join(still)}")
 
 
+def check_python() -> None:
+    """The bench drives the csscert and granian of the interpreter running it: the project's venv."""
+    if not _importable("csscert") or not Path(sys.executable).with_name("granian").exists():
+        raise SystemExit(
+            f"{sys.executable} has no csscert/granian: run the bench with the project's venv, e.g. "
+            "python3.11 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/python bench/run.py"
+        )
+
+
 def find_tool(name: str) -> str | None:
     return shutil.which(name) or next(
         (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/bin") / name) if p.exists()), None

@@ -1,4 +1,4 @@
-"""csscert vs nginx, side by side: ``python bench/run.py`` (use the project's venv Python).
+"""csscert vs nginx, side by side: ``.venv/bin/python bench/run.py`` (the project's venv).
 
 One run on one machine:
 
@@ -489,6 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    harness.check_python()
     harness.ensure_tools()
     machine = harness.machine_info()
     print(
