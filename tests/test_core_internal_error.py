@@ -37,10 +37,9 @@ def _sql(server: CsscertServer, statement: str, params: tuple[object, ...] = ())
         if not statement.lstrip().upper().startswith("SELECT"):
             db.execute("UPDATE revision SET value = value + 1")
     if not statement.lstrip().upper().startswith("SELECT"):
-        hint = server.data_dir / "revision.hint"
-        tmp = hint.with_name(".revision.hint.test")
-        tmp.write_bytes(os.urandom(8))
-        os.replace(tmp, hint)
+        # What the store does after a commit: overwrite the shared change word in place.
+        with open(server.data_dir / "revision.hint", "r+b") as hint:
+            hint.write(os.urandom(8))
     return rows
 
 

@@ -209,7 +209,7 @@ def test_expiring_ca_warns_in_cli_and_api(make_server: ServerFactory, tmp_path: 
 # -- crash safety -----------------------------------------------------------------------------
 
 # Runs the real CLI, SIGKILLing itself at the N-th step boundary (before each SQL statement,
-# before COMMIT, before and after the hint-file replace) once the store's write of a rotation
+# before COMMIT, before and after the in-place write of the change signal) once the store's write of a rotation
 # or retirement has begun; kills before that moment (key generation, reads) are what the
 # random-delay kills below mostly hit. Nothing is replaced: the wrapper only counts and kills.
 _KILLER = r"""
@@ -229,12 +229,13 @@ def step() -> None:
 
 event.listen(Engine, "before_cursor_execute", lambda *args: step())
 event.listen(Engine, "commit", lambda *args: step())
-_replace = os.replace
-def replace(*args, **kwargs):
+_pwrite = os.pwrite
+def pwrite(*args, **kwargs):
     step()
-    _replace(*args, **kwargs)
+    written = _pwrite(*args, **kwargs)
     step()
-os.replace = replace
+    return written
+os.pwrite = pwrite
 
 def arming(method):
     def wrapper(*args, **kwargs):

@@ -1,10 +1,11 @@
 """The composition root: settings + master key + store + authority + identity, and the hot-path view.
 
-:meth:`Service.view` is what every request calls. It costs one ``stat`` of the store's hint
-file; only when another process (or this one) changed something is a new :class:`View` read
-from the database, once, and then shared by every request until the next change. A
-background poll of the database revision backs the hint up (for example when the database is
-shared between hosts that do not share the data directory).
+:meth:`Service.view` is what every request calls. It costs one read of the store's change
+signal (a memory-mapped word, no system call); only when another process (or this one)
+changed something is a new :class:`View` read from the database, once, and then shared by
+every request until the next change. A background poll of the database revision backs the
+signal up (for example when the database is shared between hosts that do not share the data
+directory).
 """
 
 from __future__ import annotations
@@ -82,13 +83,12 @@ class Service:
         master = settings.master_key.get_secret_value() if settings.master_key else None
         self.sealer = Sealer(load_master_key(master, settings.data_dir, create=create))
         self.store: SqlStore = open_store(settings)
-        hint_path = self.store.hint_path
-        self._hint_file = os.fspath(hint_path) if hint_path is not None else None  # stat() per request
+        self._signal = self.store.change_signal
         self.authority = Authority(self.store, self.sealer, settings)
         self.identity = Identity(self.store, self.sealer, settings)
         self.first_start: FirstStart | None = None
         self._view: View | None = None
-        self._hint: tuple[int, int] | None = None
+        self._hint: bytes | None = None
         self._db_revision_seen = -1
         self._stale = True
         self._lock = threading.Lock()
@@ -198,18 +198,9 @@ class Service:
 
     # -- hot path -----------------------------------------------------------------------
 
-    def _hint_state(self) -> tuple[int, int] | None:
-        hint = self._hint_file
-        if hint is None:
-            return None
-        try:
-            st = os.stat(hint)
-        except FileNotFoundError:
-            return None
-        return (st.st_ino, st.st_mtime_ns)
-
     def view(self) -> View:
-        hint = self._hint_state()
+        signal = self._signal
+        hint = signal.current() if signal is not None else None
         view = self._view
         if view is None or self._stale or hint != self._hint:
             with self._lock:
@@ -243,6 +234,8 @@ class Service:
                 log.exception("revision poll failed")
                 continue
             if revision != self._db_revision_seen:
+                self._stale = True
+            if self._signal is not None and self._signal.refresh():
                 self._stale = True
 
     def close(self) -> None:

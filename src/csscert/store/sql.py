@@ -1,14 +1,13 @@
 """The SQLAlchemy implementation of the store: SQLite (embedded, WAL) or PostgreSQL by URL.
 
 Every write runs in one transaction that also bumps the ``revision`` counter, so a reader that
-sees the same revision sees the same data. After the commit a tiny hint file is replaced; the
-server stats it on each request to notice changes made by other processes at once, without a
-database round trip.
+sees the same revision sees the same data. After the commit the change signal (a shared word in
+a file of the data directory) is bumped; servers read it on each request, through a memory map,
+to notice changes made by other processes at once without a database round trip.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from csscert.model import (
     User,
 )
 from csscert.store import schema as t
+from csscert.store.signal import ChangeSignal
 
 __all__ = ["Conflict", "NotFound", "SqlStore", "StoreSnapshot"]
 
@@ -81,6 +81,7 @@ class SqlStore:
     def __init__(self, url: str, hint_path: Path | None = None) -> None:
         self.url = url
         self.hint_path = hint_path
+        self.change_signal = ChangeSignal(hint_path) if hint_path is not None else None
         self.engine: Engine = create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -101,11 +102,9 @@ class SqlStore:
         self.touch_hint()
 
     def touch_hint(self) -> None:
-        if self.hint_path is None:
-            return
-        tmp = self.hint_path.with_name(f".{self.hint_path.name}.{os.getpid()}")
-        tmp.write_bytes(os.urandom(8))
-        os.replace(tmp, self.hint_path)
+        """Tell every reader on this machine that the store changed (see :mod:`.signal`)."""
+        if self.change_signal is not None:
+            self.change_signal.bump()
 
     def schema_revision(self) -> str | None:
         """The Alembic revision the database is at; None for an empty database."""
