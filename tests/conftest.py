@@ -6,6 +6,7 @@ Nothing here imports the server in-process: tests drive it over HTTP and through
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -60,20 +61,27 @@ class CsscertServer:
         env.update(self.env)
         return env
 
-    def cli(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "csscert", "--data-dir", str(self.data_dir), *self.extra_args, *args]
+    def cli(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        command = [
+            sys.executable, "-m", "csscert", "--data-dir", str(self.data_dir), *self.extra_args, *args
+        ]
         result = subprocess.run(
             command, input=input, capture_output=True, text=True, env=self.process_env(), timeout=120
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def cli_json(self, *args: str) -> Any:
         return json.loads(self.cli(*args, "--json").stdout)
 
     def token(self, user: str = "csscert-admin", project: str | None = None) -> str:
-        return self.cli("token", "issue", "--user", user, "--project", project or self.project_id).stdout.strip()
+        issued = self.cli("token", "issue", "--user", user, "--project", project or self.project_id)
+        return issued.stdout.strip()
 
     def start(self, timeout: float = 30.0) -> None:
         assert self.proc is None, "already running"
@@ -107,10 +115,8 @@ class CsscertServer:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+from conftest import CsscertServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi import checks as oas_checks
-
-from conftest import CsscertServer
 
 CHECKS = [
     schemathesis.checks.not_a_server_error,

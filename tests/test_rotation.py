@@ -209,7 +209,7 @@ def test_expiring_ca_warns_in_cli_and_api(make_server: ServerFactory, tmp_path: 
 # -- crash safety -----------------------------------------------------------------------------
 
 # Runs the real CLI, SIGKILLing itself at the N-th step boundary (before each SQL statement,
-# before COMMIT, before and after the in-place write of the change signal) once the store's write of a rotation
+# before COMMIT, around the in-place write of the change signal) once the store's write of a rotation
 # or retirement has begun; kills before that moment (key generation, reads) are what the
 # random-delay kills below mostly hit. Nothing is replaced: the wrapper only counts and kills.
 _KILLER = r"""

@@ -30,11 +30,17 @@ KEYSTONE_ERROR = {
         "error": {
             "type": "object",
             "required": ["code", "title", "message"],
-            "properties": {"code": {"type": "integer"}, "title": {"type": "string"}, "message": {"type": "string"}},
+            "properties": {
+                "code": {"type": "integer"},
+                "title": {"type": "string"},
+                "message": {"type": "string"},
+            },
         }
     },
 }
-REQUEST_ID = {"X-Request-Id": {"schema": {"type": "string"}, "description": "Request id, also in error bodies."}}
+REQUEST_ID = {
+    "X-Request-Id": {"schema": {"type": "string"}, "description": "Request id, also in error bodies."}
+}
 
 
 def css_err(description: str) -> dict[str, Any]:
@@ -105,11 +111,17 @@ download_params = [
         "name": "password",
         "in": "query",
         "required": False,
-        "description": "Truststore password for format=jks|p12 (default `changeit`).",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+        "description": (
+            "Truststore password for format=jks|p12 (default `changeit`); printable ASCII, as Java requires."
+        ),
+        "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[ -~]+$"},
     },
 ]
-download_responses = {"200": download_ok, "304": {"description": "Not modified.", "headers": REQUEST_ID}, **CSS_ERRORS}
+download_responses = {
+    "200": download_ok,
+    "304": {"description": "Not modified.", "headers": REQUEST_ID},
+    **CSS_ERRORS,
+}
 
 token_body = {
     "type": "object",
@@ -142,7 +154,10 @@ auth_request = {
                     "type": "object",
                     "required": ["methods"],
                     "properties": {
-                        "methods": {"type": "array", "items": {"type": "string", "enum": ["password", "token"]}},
+                        "methods": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": ["password", "token"]},
+                        },
                         "password": {"type": "object"},
                         "token": {"type": "object"},
                     },
@@ -179,13 +194,21 @@ document = {
     "info": {
         "title": "csscert",
         "version": "0.1.0",
-        "description": "CSS 'Downloading a Security Certificate' and the Keystone v3 subset its clients need.",
+        "description": (
+            "CSS 'Downloading a Security Certificate' and the Keystone v3 subset its clients need."
+        ),
     },
     "components": {
         "securitySchemes": {
             "token": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"},
-            "aksk": {"type": "apiKey", "in": "header", "name": "Authorization",
-                     "description": "SDK-HMAC-SHA256 Access=..., SignedHeaders=..., Signature=... with X-Sdk-Date."},
+            "aksk": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": (
+                    "SDK-HMAC-SHA256 Access=..., SignedHeaders=..., Signature=... with X-Sdk-Date."
+                ),
+            },
         },
         "schemas": {
             "CssError": CSS_ERROR,
@@ -217,7 +240,14 @@ document = {
             "get": {
                 "operationId": "KeystoneVersion",
                 "security": [],
-                "responses": {"200": {"description": "Version document.", "content": {"application/json": {"schema": {"type": "object", "required": ["version"]}}}}},
+                "responses": {
+                    "200": {
+                        "description": "Version document.",
+                        "content": {
+                            "application/json": {"schema": {"type": "object", "required": ["version"]}}
+                        },
+                    }
+                },
             }
         },
         "/v3/auth/tokens": {
@@ -238,7 +268,10 @@ document = {
                 "operationId": "KeystoneValidateToken",
                 "security": [{"token": []}],
                 "parameters": [subject_header],
-                "responses": {"200": {"description": "Valid.", "content": {"application/json": {"schema": token_body}}}, **KS_ERRORS},
+                "responses": {
+                    "200": {"description": "Valid.", "content": {"application/json": {"schema": token_body}}},
+                    **KS_ERRORS,
+                },
             },
             "head": {
                 "operationId": "KeystoneCheckToken",
@@ -261,21 +294,38 @@ document = {
                     {"name": "name", "in": "query", "required": False, "schema": {"type": "string"}},
                     {"name": "domain_id", "in": "query", "required": False, "schema": {"type": "string"}},
                 ],
-                "responses": {"200": {"description": "The caller's projects.", "content": {"application/json": {"schema": projects_body}}}, **KS_ERRORS},
+                "responses": {
+                    "200": {
+                        "description": "The caller's projects.",
+                        "content": {"application/json": {"schema": projects_body}},
+                    },
+                    **KS_ERRORS,
+                },
             }
         },
         "/v3/auth/projects": {
             "get": {
                 "operationId": "KeystoneListAuthProjects",
                 "security": SECURITY,
-                "responses": {"200": {"description": "The caller's projects.", "content": {"application/json": {"schema": projects_body}}}, **KS_ERRORS},
+                "responses": {
+                    "200": {
+                        "description": "The caller's projects.",
+                        "content": {"application/json": {"schema": projects_body}},
+                    },
+                    **KS_ERRORS,
+                },
             }
         },
         "/healthz": {
             "get": {
                 "operationId": "Health",
                 "security": [],
-                "responses": {"200": {"description": "Up.", "content": {"application/json": {"schema": {"type": "object"}}}}},
+                "responses": {
+                    "200": {
+                        "description": "Up.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
             }
         },
     },
