@@ -58,8 +58,9 @@ class StoreSnapshot:
 
 
 def _utc(value: datetime) -> datetime:
-    # SQLite hands naive datetimes back; everything we store is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    """Everything we store is UTC: SQLite hands naive datetimes back, PostgreSQL aware ones in the
+    session's time zone; both become ``datetime.UTC`` (HTTP dates insist on that exact zone)."""
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _now() -> datetime:
