@@ -74,6 +74,8 @@ KS_ERRORS = {
     "403": ks_err("Forbidden."),
     "404": ks_err("Not found."),
     "405": ks_err("Method not allowed."),
+    "413": ks_err("Request body too large."),
+    "500": ks_err("Internal failure, no detail."),
 }
 SECURITY = [{"token": []}, {"aksk": []}]
 

@@ -53,6 +53,7 @@ _TOKEN_MAX_LENGTH = 4096
 # must not be the slow path. Bounded in entries and in the length of a remembered token.
 _TOKEN_REJECT_LIMIT = 4096
 _TOKEN_REJECT_MAX_LENGTH = 1024
+_NEVER = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
 _USER_REVOCATION = "user:"  # revocation rows "user:<user id>@<epoch ms>": tokens issued before are void
 _IAM = "Incorrect IAM authentication information: "
 _BAD_SIGNATURE = _IAM + "the access key is unknown or disabled, or the signature does not match"
@@ -489,8 +490,11 @@ class Identity:
         """Every token of ``user`` issued until now stops working (a Keystone revocation event)."""
         now = dt.datetime.now(dt.UTC)
         millis = math.ceil(now.timestamp() * 1000)
-        until = now + dt.timedelta(seconds=self._settings.token_ttl_seconds)
-        self._store.add_revocation(f"{_USER_REVOCATION}{user.id}@{millis}", until)
+        # No expiry: a token's lifetime is set by whichever process minted it (the TTL setting
+        # may differ between the server and a CLI), so the event must outlive any of them. Only
+        # the newest event per user matters; it supersedes the older ones.
+        prefix = f"{_USER_REVOCATION}{user.id}@"
+        self._store.add_revocation(f"{prefix}{millis}", _NEVER, supersedes=prefix)
 
     def delete_user(self, user_ref: str) -> User:
         user = self.resolve_user(user_ref)

@@ -16,7 +16,7 @@ from typing import Any
 
 from csscert.api.download import RepresentationCache, choose_format, not_modified
 from csscert.api.keystone import KeystoneRequest, handle_keystone, version_choices
-from csscert.api.wire import Response, css_error, json_response, new_request_id
+from csscert.api.wire import Response, css_error, json_response, keystone_error, new_request_id
 from csscert.errors import (
     AccessDenied,
     AuthenticationFailed,
@@ -35,6 +35,8 @@ log = logging.getLogger("csscert.api")
 _PREFIX = "/v1.0/"
 _SUFFIX = "/cer/download"
 _MAX_BODY = 64 * 1024
+_KEYSTONE_INTERNAL = "An unexpected error prevented the server from fulfilling your request."
+_TOO_LARGE = b"\x00too-large"  # marker: no real body starts with a NUL byte and says this
 _MIN_DOWNLOAD_PATH = len(_PREFIX) + len(_SUFFIX)
 _ALLOW_DOWNLOAD = [("allow", "GET, HEAD")]
 _NOT_PUBLISHED = "The API does not exist or has not been published."
@@ -100,11 +102,19 @@ class App:
 
     @staticmethod
     async def _read_body(headers: Any, protocol: Any) -> bytes:
+        """The request body, or the too-large marker as soon as it passes the limit (a chunked
+        body has no Content-Length to check up front, so it is counted while it streams)."""
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > _MAX_BODY):
-            return b"\x00too-large"
-        data: bytes = await protocol()
-        return data if len(data) <= _MAX_BODY else b"\x00too-large"
+            return _TOO_LARGE
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in protocol:
+            size += len(chunk)
+            if size > _MAX_BODY:
+                return _TOO_LARGE
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
                        send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
@@ -133,7 +143,7 @@ class App:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > _MAX_BODY:
-                body = b"\x00too-large"
+                body = _TOO_LARGE
                 break
         query = scope.get("query_string", b"").decode("latin-1")
         status, out_headers, out_body = await self.handle(
@@ -158,11 +168,7 @@ class App:
             if path.startswith(_PREFIX) and path.endswith(_SUFFIX) and len(path) >= _MIN_DOWNLOAD_PATH:
                 return self.download(method, path, query_string, headers, body, rid)
             if path == "/v3" or path.startswith("/v3/"):
-                if body == b"\x00too-large":
-                    return css_error("CSS.0001", "the request body is too large", rid)
-                base_url = self._base_url(headers, scheme)
-                request = KeystoneRequest(method, path, query_string, headers, body, rid, base_url)
-                return await handle_keystone(self.service, request)
+                return await self._keystone(method, path, query_string, headers, body, scheme, rid)
             if path in ("/", "/healthz", "/openapi.json"):
                 if method not in ("GET", "HEAD"):
                     return css_error(
@@ -180,6 +186,27 @@ class App:
         except Exception:
             log.exception("request %s failed: %s %r", rid, method, path[:200])
             return css_error("CSS.9999", "Failed to process the request.", rid)
+
+    async def _keystone(
+        self,
+        method: str,
+        path: str,
+        query_string: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        scheme: str,
+        rid: str,
+    ) -> Response:
+        """Keystone routes answer every error, internal ones included, in Keystone's shape."""
+        if body == _TOO_LARGE:
+            return keystone_error(413, f"the request body is larger than {_MAX_BODY} bytes", rid)
+        try:
+            base_url = self._base_url(headers, scheme)
+            request = KeystoneRequest(method, path, query_string, headers, body, rid, base_url)
+            return await handle_keystone(self.service, request)
+        except Exception:
+            log.exception("request %s failed: %s %r", rid, method, path[:200])
+            return keystone_error(500, _KEYSTONE_INTERNAL, rid)
 
     def _base_url(self, headers: Mapping[str, str], scheme: str) -> str:
         configured = self.service.settings.public_url
@@ -204,6 +231,8 @@ class App:
             return css_error(
                 "CSS.0001", "project_id must be 32 lower-case hexadecimal characters", rid
             )
+        if body == _TOO_LARGE:
+            return css_error("CSS.0001", f"the request body is larger than {_MAX_BODY} bytes", rid)
         service = self.service
         view = service.view()
         directory = view.directory

@@ -162,7 +162,7 @@ def _opt_str(value: Any, what: str) -> str | None:
 async def _login(service: Service, directory: Directory, body: bytes, now: float) -> IssuedToken:
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidRequest("the request body is not valid JSON") from exc
     identity = _get(payload, "auth", "identity")
     methods = _get(identity, "methods")
@@ -175,13 +175,20 @@ async def _login(service: Service, directory: Directory, body: bytes, now: float
         password = _get(spec, "password")
         if not isinstance(spec, dict) or not isinstance(password, str):
             raise InvalidRequest("auth.identity.password.user needs a name or id and a password")
+        try:
+            password.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800") is valid JSON, not valid text
+            raise InvalidRequest("the password is not valid Unicode text") from exc
         user_id = _opt_str(spec.get("id"), "user id")
         user_name = _opt_str(spec.get("name"), "user name")
         domain = None
         if user_id is None:
             if user_name is None:
                 raise InvalidRequest("give the user's id, or its name and domain")
-            domain = _domain_ref(directory, spec.get("domain"))
+            try:
+                domain = _domain_ref(directory, spec.get("domain"))
+            except AuthenticationFailed:
+                domain = None  # still pay the password check below: no cheap "no such domain"
         # argon2 is slow by design: verify off the event loop so other requests keep flowing.
         user = await asyncio.to_thread(directory.password_login, user_id, user_name, domain, password)
     elif "token" in methods:

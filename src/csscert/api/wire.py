@@ -81,6 +81,7 @@ _KEYSTONE_TITLES = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    413: "Request Entity Too Large",
     415: "Unsupported Media Type",
     500: "Internal Server Error",
 }

@@ -136,23 +136,33 @@ class SqlStore:
     # -- snapshot -----------------------------------------------------------------------
 
     def snapshot(self) -> StoreSnapshot:
-        with self.engine.connect() as conn, conn.begin():
-            revision = conn.execute(select(t.revision.c.value)).scalar()
-            return StoreSnapshot(
-                revision=int(revision or 0),
-                domains=tuple(_domain(r) for r in conn.execute(select(t.domains))),
-                projects=tuple(_project(r) for r in conn.execute(select(t.projects))),
-                users=self._users(conn),
-                access_keys=tuple(_access_key(r) for r in conn.execute(select(t.access_keys))),
-                authorities=tuple(
-                    _ca(r) for r in conn.execute(select(t.certificate_authorities))
-                ),
-                fernet_keys=tuple(_fernet(r) for r in conn.execute(select(t.fernet_keys))),
-                revocations=tuple(
-                    Revocation(r.audit_id, _utc(r.expires_at))
-                    for r in conn.execute(select(t.revocations).where(t.revocations.c.expires_at > _now()))
-                ),
-            )
+        with self.engine.connect() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                return self._snapshot(conn)
+
+    def _snapshot(self, conn: Connection) -> StoreSnapshot:
+        if conn.dialect.name == "sqlite":
+            # pysqlite only opens a transaction before a write; without it every SELECT below
+            # would see whatever was committed by then, mixing two revisions in one view.
+            conn.exec_driver_sql("BEGIN")
+        revision = conn.execute(select(t.revision.c.value)).scalar()
+        return StoreSnapshot(
+            revision=int(revision or 0),
+            domains=tuple(_domain(r) for r in conn.execute(select(t.domains))),
+            projects=tuple(_project(r) for r in conn.execute(select(t.projects))),
+            users=self._users(conn),
+            access_keys=tuple(_access_key(r) for r in conn.execute(select(t.access_keys))),
+            authorities=tuple(
+                _ca(r) for r in conn.execute(select(t.certificate_authorities))
+            ),
+            fernet_keys=tuple(_fernet(r) for r in conn.execute(select(t.fernet_keys))),
+            revocations=tuple(
+                Revocation(r.audit_id, _utc(r.expires_at))
+                for r in conn.execute(select(t.revocations).where(t.revocations.c.expires_at > _now()))
+            ),
+        )
 
     # -- domains & projects -------------------------------------------------------------
 
@@ -394,10 +404,13 @@ class SqlStore:
         with self.engine.connect() as conn:
             return [_fernet(r) for r in conn.execute(select(t.fernet_keys))]
 
-    def add_revocation(self, audit_id: str, expires_at: datetime) -> None:
+    def add_revocation(self, audit_id: str, expires_at: datetime, *, supersedes: str | None = None) -> None:
+        """Record a revocation; ``supersedes`` drops older rows whose id starts with that prefix."""
         rv = t.revocations
         with self._write() as conn:
             conn.execute(delete(rv).where(rv.c.expires_at <= _now()))
+            if supersedes is not None:
+                conn.execute(delete(rv).where(rv.c.audit_id.startswith(supersedes, autoescape=True)))
             if conn.execute(select(rv.c.audit_id).where(rv.c.audit_id == audit_id)).first() is None:
                 conn.execute(insert(rv).values(audit_id=audit_id, expires_at=expires_at, created_at=_now()))
 
