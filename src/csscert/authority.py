@@ -84,7 +84,11 @@ def validate_dns_name(name: str) -> str:
         labels = labels[1:]
     if not candidate or len(candidate) > 253 or not all(_DNS_LABEL.match(label) for label in labels):
         raise AuthorityError(f"{name!r} is not a valid DNS name")
-    return candidate
+    try:
+        ipaddress.ip_address(candidate)
+    except ValueError:
+        return candidate
+    raise AuthorityError(f"{name!r} is an IP address: give it with --ip (clients match IPs only there)")
 
 
 def validate_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -447,6 +451,8 @@ class Authority:
         days = validity_days if validity_days is not None else self._settings.node_validity_days
         if days < 1:
             raise AuthorityError("validity must be at least one day")
+        # Capped before the addition too, so a huge --days cannot overflow the date range.
+        days = min(days, (signer.not_after - now).days + 1)
         not_after = min(now + dt.timedelta(days=days), signer.not_after)
         if not_after <= now:
             raise AuthorityError("the active CA has expired; rotate it before issuing")
@@ -508,6 +514,10 @@ class Authority:
             ca_bundle_pem=b"".join(ca.cert_pem for ca in self.trusted(scope)),
             record=record,
         )
+
+    def forget_issued(self, record: IssuedCertificate) -> None:
+        """Drop the record of a node certificate that was never delivered (its files failed)."""
+        self._store.delete_issued(record.serial)
 
     # -- internals ----------------------------------------------------------------------
 

@@ -400,10 +400,28 @@ def ca_retire(ctx: click.Context, fingerprint: str, force: bool, as_json: bool) 
 # -- node certificates ------------------------------------------------------------------
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+def _publish_new(files: list[tuple[Path, bytes, int]]) -> None:
+    """Write every file or none: each goes to a private temporary file first, then is linked
+    into place (a link never replaces an existing file); on any failure nothing is left."""
+    staged: list[Path] = []
+    published: list[Path] = []
+    try:
+        for path, data, mode in files:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            staged.append(tmp)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        for (path, _, _), tmp in zip(files, staged, strict=True):
+            os.link(tmp, path)
+            published.append(path)
+    except BaseException:
+        for path in published:
+            path.unlink(missing_ok=True)
+        raise
+    finally:
+        for tmp in staged:
+            tmp.unlink(missing_ok=True)
 
 
 @cli.group()
@@ -417,7 +435,12 @@ def cert() -> None:
 @click.option("--dns", "dns_names", multiple=True, help="DNS subject alternative name (repeatable).")
 @click.option("--ip", "ips", multiple=True, help="IP subject alternative name (repeatable).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output directory.")
-@click.option("--days", type=int, default=None, help="Validity in days (default 365, never past the CA).")
+@click.option(
+    "--days",
+    type=click.IntRange(1, 36500),
+    default=None,
+    help="Validity in days (default 365, never past the CA).",
+)
 @click.option("--key-type", type=click.Choice(KEY_TYPES), help="Node key type (default: --ca-key-type).")
 @json_option
 @click.pass_context
@@ -437,6 +460,8 @@ def cert_issue(
     safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     targets = {kind: out_dir / f"{safe_name}.{kind}" for kind in ("key", "crt")}
     targets["ca"] = out_dir / "ca.crt"
+    if len(set(targets.values())) != len(targets):
+        _fail(f"--name {name!r} would write the node's files over ca.crt; choose another name")
     if out_dir.exists() and not out_dir.is_dir():
         _fail(f"--out {out_dir} exists and is not a directory")
     existing = [str(p) for p in targets.values() if p.exists() or p.is_symlink()]
@@ -447,15 +472,23 @@ def cert_issue(
         node = service.authority.issue_node(
             project_id, name, dns_names, ips, validity_days=days, key_type=key_type
         )
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _write_new(targets["key"], node.key_pem, 0o600)
-        _write_new(targets["crt"], node.chain_pem, 0o644)
-        _write_new(targets["ca"], node.ca_bundle_pem, 0o644)
-    except FileExistsError as exc:
-        _fail(f"refusing to overwrite {exc.filename}")
-    except OSError as exc:
-        _fail(f"could not write to {out_dir}: {exc.strerror or exc}")
+        failure: str | None = None
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            _publish_new(
+                [
+                    (targets["key"], node.key_pem, 0o600),
+                    (targets["crt"], node.chain_pem, 0o644),
+                    (targets["ca"], node.ca_bundle_pem, 0o644),
+                ]
+            )
+        except FileExistsError as exc:
+            failure = f"refusing to overwrite {exc.filename2 or exc.filename}"
+        except OSError as exc:
+            failure = f"could not write to {out_dir}: {exc.strerror or exc}"
+        if failure is not None:
+            service.authority.forget_issued(node.record)  # never delivered: not on record either
+            _fail(failure)
     record = node.record
     if as_json:
         _emit_json(
@@ -725,7 +758,9 @@ def download(
                        password=password, verify_tls=cacert or True)
     except DownloadError as exc:
         _fail(str(exc))
-    target = output or Path(result.filename or "CloudSearchService.cer")
+    is_json = result.content_type.startswith("application/json")
+    fallback = "CloudSearchService.json" if is_json else "CloudSearchService.cer"
+    target = output or Path(result.filename or fallback)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
         tmp.write_bytes(result.body)

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     ca_key_type: KeyType = "rsa2048"
     ca_validity_days: int = Field(default=3650, ge=1, le=36500)
     ca_subject: str = "CN=CloudSearchService"
-    ca_expiry_warning_days: int = Field(default=90, ge=0)
+    ca_expiry_warning_days: int = Field(default=90, ge=0, le=36500)
     node_validity_days: int = Field(default=365, ge=1, le=3650)
 
     host: str = "127.0.0.1"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,6 +59,9 @@ class Representation:
     rebuild_at: float  # when the headers go stale (a CA enters its expiry-warning window)
 
 
+_QVALUE = re.compile(r"0(\.\d{0,3})?|1(\.0{0,3})?")
+
+
 def _accept_format(accept: str) -> str:
     """The format an Accept header asks for; wildcards (and no preference) mean the default."""
     best: tuple[float, int, str] | None = None
@@ -68,16 +72,18 @@ def _accept_format(accept: str) -> str:
         for param in params:
             name, _, value = param.partition("=")
             if name.strip().lower() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
+                value = value.strip()
+                quality = float(value) if _QVALUE.fullmatch(value) else 0.0  # RFC 9110 12.4.2
         if quality <= 0 or not media:
             continue
         if media in ("*/*", "application/*"):
             fmt = _DEFAULT
         elif media in _MEDIA_TYPES:
             fmt = _MEDIA_TYPES[media]
+        elif media.endswith("/*") and (
+            match := next((f for m, f in _MEDIA_TYPES.items() if m.startswith(media[:-1])), None)
+        ):
+            fmt = match  # e.g. text/* -> text/plain (PEM)
         else:
             continue
         candidate = (-quality, position, fmt)

@@ -376,6 +376,10 @@ class SqlStore:
                 )
             )
 
+    def delete_issued(self, serial: str) -> None:
+        with self._write() as conn:
+            conn.execute(delete(t.issued_certificates).where(t.issued_certificates.c.serial == serial))
+
     def issued(self, ca_id: str | None = None) -> list[IssuedCertificate]:
         query = select(t.issued_certificates).order_by(t.issued_certificates.c.created_at)
         if ca_id is not None:
