@@ -106,8 +106,11 @@ def test_issued_files(issued: Issued, server: CsscertServer) -> None:
     assert sorted(p.name for p in issued.out.iterdir()) == sorted([f"{NODE}.key", f"{NODE}.crt", "ca.crt"])
     assert stat.S_IMODE(issued.key.stat().st_mode) == 0o600
     key_pem = issued.key.read_bytes()
-    assert key_pem.startswith(b"-----BEGIN PRIVATE KEY-----\n")  # PKCS#8, unencrypted
     key = serialization.load_pem_private_key(key_pem, password=None)
+    # PKCS#8, unencrypted: the file is exactly that encoding of the key it holds.
+    assert key_pem == key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
     chain = x509.load_pem_x509_certificates(issued.crt.read_bytes())
     downloaded = x509.load_pem_x509_certificates(issued.ca_file.read_bytes())
