@@ -28,7 +28,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from csscert import signing
 from csscert.errors import AccessDenied, AuthenticationFailed, InvalidRequest, ResourceNotFound
-from csscert.model import PROJECT_ID_RE, AccessKey, Domain, FernetKey, Project, User, new_id
+from csscert.model import AccessKey, Domain, FernetKey, Project, User, new_id
 from csscert.sealing import Sealer
 from csscert.settings import Settings
 from csscert.store import NotFound, SqlStore, StoreSnapshot
@@ -48,9 +48,6 @@ _SK_ALPHABET = string.ascii_letters + string.digits
 _TOKEN_KEYS_KEPT = 3
 _TOKEN_CACHE_LIMIT = 50_000
 _TOKEN_MAX_LENGTH = 4096
-# Tokens that failed to verify, remembered per Directory (i.e. per set of token keys) so a
-# client retrying a bad token costs a dictionary lookup, not a Fernet check: the 401 path
-# must not be the slow path. Bounded in entries and in the length of a remembered token.
 _TOKEN_REJECT_LIMIT = 4096
 _TOKEN_REJECT_MAX_LENGTH = 1024
 _NEVER = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
@@ -188,9 +185,8 @@ class Directory:
                     self._user_revoked_before[user_id] = before
         primary_first = sorted(snapshot.fernet_keys, key=lambda k: (not k.primary, -k.created_at.timestamp()))
         self._codec = _TokenCodec([sealer.open(k.key_sealed, _fernet_context(k.id)) for k in primary_first])
-        self._token_cache: dict[str, TokenClaims] = {}
-        self._token_rejects: dict[str, str] = {}
-        self._principals: dict[str, Principal] = {}
+        self._principals: dict[str, Principal] = {}  # accepted tokens (see _verify_token)
+        self._token_rejects: dict[str, str] = {}  # refused tokens, with the reason
 
     # -- authentication -----------------------------------------------------------------
 
@@ -217,26 +213,48 @@ class Directory:
         return self._codec.parse(token)
 
     def authenticate_token(self, token: str, now: float) -> Principal:
-        claims = self._token_cache.get(token)
-        if claims is None:
-            rejected = self._token_rejects.get(token)
-            if rejected is not None:
-                raise AuthenticationFailed(rejected)
-            try:
-                claims = self._codec.parse(token)
-            except AuthenticationFailed as exc:
-                # The keys of this Directory never change: a token they refused stays refused.
-                if len(token) <= _TOKEN_REJECT_MAX_LENGTH:
-                    if len(self._token_rejects) >= _TOKEN_REJECT_LIMIT:
-                        self._token_rejects.clear()
-                    self._token_rejects[token] = str(exc)
-                raise
-            if len(self._token_cache) >= _TOKEN_CACHE_LIMIT:
-                self._token_cache.clear()
-                self._principals.clear()
-            self._token_cache[token] = claims
-        if now >= claims.expires_at:
+        principal = self._principals.get(token)
+        if principal is None:
+            principal = self._verify_token(token, now)
+        assert principal.claims is not None
+        if now >= principal.claims.expires_at:
             raise AuthenticationFailed(_IAM + "the token has expired")
+        return principal
+
+    def _verify_token(self, token: str, now: float) -> Principal:
+        """Everything about a token that cannot change while this Directory lives.
+
+        Its keys, revocations, users and domains are one store revision, so the verdict is
+        computed once and remembered, refusals included (the 401 path must not be the slow
+        path); only expiry depends on the clock and is checked on every request.
+        """
+        rejected = self._token_rejects.get(token)
+        if rejected is not None:
+            raise AuthenticationFailed(rejected)
+        try:
+            claims = self._codec.parse(token)
+        except AuthenticationFailed as exc:
+            self._remember_refusal(token, exc)
+            raise
+        if now >= claims.expires_at:  # time-bound, so not remembered
+            raise AuthenticationFailed(_IAM + "the token has expired")
+        try:
+            principal = self._token_principal(claims)
+        except AuthenticationFailed as exc:
+            self._remember_refusal(token, exc)
+            raise
+        if len(self._principals) >= _TOKEN_CACHE_LIMIT:
+            self._principals.clear()
+        self._principals[token] = principal
+        return principal
+
+    def _remember_refusal(self, token: str, refusal: AuthenticationFailed) -> None:
+        if len(token) <= _TOKEN_REJECT_MAX_LENGTH:  # bounded in entries and in size
+            if len(self._token_rejects) >= _TOKEN_REJECT_LIMIT:
+                self._token_rejects.clear()
+            self._token_rejects[token] = str(refusal)
+
+    def _token_principal(self, claims: TokenClaims) -> Principal:
         revoked_before = self._user_revoked_before.get(claims.user_id, 0.0)
         if claims.audit_id in self._revoked or claims.issued_at < revoked_before:
             raise AuthenticationFailed(_IAM + "the token has been revoked")
@@ -246,16 +264,7 @@ class Directory:
         domain = self.domains[user.domain_id]
         if not domain.enabled:
             raise AuthenticationFailed(_IAM + "the token's domain is disabled")
-        # Every check above ran; only the (immutable) answer is reused, not rebuilt per request.
-        principal = self._principals.get(token)
-        if (
-            principal is None
-            or principal.claims is not claims
-            or principal.user is not user
-            or principal.domain is not domain
-        ):
-            principal = self._principals[token] = Principal(user, domain, "token", claims.project_id, claims)
-        return principal
+        return Principal(user, domain, "token", claims.project_id, claims)
 
     def _authenticate_signature(
         self,
@@ -573,7 +582,4 @@ class Identity:
         )
         return claims
 
-
-def is_project_id(value: str) -> bool:
-    return PROJECT_ID_RE.match(value) is not None
 

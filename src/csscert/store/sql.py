@@ -167,8 +167,15 @@ class SqlStore:
     # -- domains & projects -------------------------------------------------------------
 
     def ensure_domain(self, domain_id: str, name: str) -> Domain:
+        """The domain called ``name``, created if missing. Only a creation is a write (and so
+        a change every server notices); finding it is a plain read."""
+        query = select(t.domains).where(t.domains.c.name == name)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is not None:
+            return _domain(row)
         with self._write() as conn:
-            row = conn.execute(select(t.domains).where(t.domains.c.name == name)).first()
+            row = conn.execute(query).first()  # another process may have made it meanwhile
             if row is not None:
                 return _domain(row)
             conn.execute(insert(t.domains).values(id=domain_id, name=name, enabled=True))
