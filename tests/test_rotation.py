@@ -263,7 +263,13 @@ def _bundle_via_api(server: CsscertServer, token: str) -> list[tuple[str, str]]:
 
 
 def _settled_bundle(server: CsscertServer, token: str) -> list[tuple[str, str]]:
-    """The API's bundle once it reflects the database (the revision poll runs every 0.1 s)."""
+    """The API's bundle once it reflects the database (the revision poll runs every 0.1 s).
+
+    A process killed between its commit and the change signal leaves the servers on the old
+    view until their next revision poll; wait that out before sampling, so the three requests
+    of one sample cannot straddle the catch-up.
+    """
+    time.sleep(0.3)
     previous = _bundle_via_api(server, token)
     for _ in range(20):
         time.sleep(0.25)

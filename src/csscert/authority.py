@@ -25,7 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from csscert.model import CAState, CertificateAuthority, IssuedCertificate, new_id
 from csscert.sealing import Sealer
-from csscert.settings import KeyType, Settings
+from csscert.settings import CAScope, KeyType, Settings
 from csscert.store import SqlStore
 
 __all__ = [
@@ -310,7 +310,7 @@ class Authority:
     # -- scopes -------------------------------------------------------------------------
 
     def scope_for(self, project_id: str) -> str:
-        return REGION_SCOPE if self._settings.ca_scope == "region" else project_id
+        return scope_of(self._settings.ca_scope, project_id)
 
     def scopes(self) -> list[str]:
         if self._settings.ca_scope == "region":
@@ -581,6 +581,11 @@ class Authority:
 def _trusted(authorities: Sequence[CertificateAuthority]) -> list[CertificateAuthority]:
     live = [ca for ca in authorities if ca.state is not CAState.RETIRED]
     return sorted(live, key=lambda ca: (ca.state is not CAState.ACTIVE, -ca.created_at.timestamp()))
+
+
+def scope_of(ca_scope: CAScope, project_id: str) -> str:
+    """The CA scope a project's certificates come from: the region's, or its own."""
+    return REGION_SCOPE if ca_scope == "region" else project_id
 
 
 def trusted_by_scope(authorities: Sequence[CertificateAuthority]) -> dict[str, list[CertificateAuthority]]:

@@ -436,6 +436,17 @@ class Identity:
     def directory(self) -> Directory:
         return Directory(self._store.snapshot(), self._sealer, self._settings)
 
+    def open_one_secret(self) -> None:
+        """Open one sealed token key and one secret key, if there are any: a master key that
+        is not the one that sealed them raises :class:`MasterKeyError` here, before anything
+        new gets sealed under it."""
+        keys = self._store.fernet_keys()
+        if keys:
+            self._sealer.open(keys[0].key_sealed, _fernet_context(keys[0].id))
+        access_keys = self._store.access_keys()
+        if access_keys:
+            self._sealer.open(access_keys[0].secret_sealed, _sk_context(access_keys[0].access))
+
     # -- domains & projects -------------------------------------------------------------
 
     def default_domain(self) -> Domain:

@@ -14,12 +14,13 @@ import datetime as dt
 import json
 import logging
 import os
+import secrets
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from csscert.authority import REGION_SCOPE, Authority, TrustBundle, trusted_by_scope
+from csscert.authority import Authority, TrustBundle, scope_of, trusted_by_scope
 from csscert.errors import ResourceNotFound
 from csscert.identity import Directory, Identity
 from csscert.model import CertificateAuthority, Project
@@ -54,16 +55,13 @@ class View:
     def __init__(self, snapshot: StoreSnapshot, sealer: Sealer, settings: Settings) -> None:
         self.revision = snapshot.revision
         self.directory = Directory(snapshot, sealer, settings)
-        self._region_scope = settings.ca_scope == "region"
+        self._ca_scope = settings.ca_scope
         self._warning_days = settings.ca_expiry_warning_days
         self._trusted: dict[str, list[CertificateAuthority]] = trusted_by_scope(snapshot.authorities)
         self._bundles: dict[str, TrustBundle] = {}
 
-    def scope_for(self, project_id: str) -> str:
-        return REGION_SCOPE if self._region_scope else project_id
-
     def bundle(self, project_id: str) -> TrustBundle | None:
-        scope = self.scope_for(project_id)
+        scope = scope_of(self._ca_scope, project_id)
         bundle = self._bundles.get(scope)
         if bundle is None:
             authorities = self._trusted.get(scope)
@@ -123,7 +121,7 @@ class Service:
         leave a database the server cannot read (every request would then fail).
         """
         try:
-            View(self.store.snapshot(), self.sealer, self.settings)  # opens every token key and SK
+            self.identity.open_one_secret()
         except MasterKeyError as exc:
             raise MasterKeyError(
                 f"{exc}: the master key (CSSCERT_MASTER_KEY or {self.settings.data_dir / MASTER_KEY_FILE}) "
@@ -157,8 +155,6 @@ class Service:
             self.identity = Identity(self.store, self.sealer, self.settings)
 
     def _bootstrap(self) -> FirstStart:
-        import secrets
-
         try:
             project = self.identity.resolve_project(self.settings.region)
         except ResourceNotFound:
