@@ -588,18 +588,14 @@ def scope_of(ca_scope: CAScope, project_id: str) -> str:
     return REGION_SCOPE if ca_scope == "region" else project_id
 
 
-def trusted_by_scope(authorities: Sequence[CertificateAuthority]) -> dict[str, list[CertificateAuthority]]:
-    """Group a snapshot's CAs by scope for the hot-path view, bundle order first.
-
-    Only scopes with a trusted CA appear. Retired CAs stay in the list (after the trusted
-    ones): :class:`TrustBundle` leaves them out of the bundle but counts their retirement
-    time in Last-Modified.
-    """
+def group_by_scope(authorities: Sequence[CertificateAuthority]) -> dict[str, list[CertificateAuthority]]:
+    """A snapshot's CAs grouped by scope, retired ones included (:class:`TrustBundle` leaves
+    them out of the bundle but counts their retirement time in Last-Modified)."""
     grouped: dict[str, list[CertificateAuthority]] = {}
     for ca in authorities:
         grouped.setdefault(ca.scope, []).append(ca)
-    return {
-        scope: [*trusted, *(ca for ca in cas if ca.state is CAState.RETIRED)]
-        for scope, cas in grouped.items()
-        if (trusted := _trusted(cas))
-    }
+    return grouped
+
+
+def has_trusted(authorities: Sequence[CertificateAuthority]) -> bool:
+    return any(ca.state is not CAState.RETIRED for ca in authorities)

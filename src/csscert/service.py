@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from csscert.authority import Authority, TrustBundle, scope_of, trusted_by_scope
+from csscert.authority import Authority, TrustBundle, group_by_scope, has_trusted, scope_of
 from csscert.errors import ResourceNotFound
 from csscert.identity import Directory, Identity
 from csscert.model import CertificateAuthority, Project
@@ -57,15 +57,15 @@ class View:
         self.directory = Directory(snapshot, sealer, settings)
         self._ca_scope = settings.ca_scope
         self._warning_days = settings.ca_expiry_warning_days
-        self._trusted: dict[str, list[CertificateAuthority]] = trusted_by_scope(snapshot.authorities)
+        self._by_scope: dict[str, list[CertificateAuthority]] = group_by_scope(snapshot.authorities)
         self._bundles: dict[str, TrustBundle] = {}
 
     def bundle(self, project_id: str) -> TrustBundle | None:
         scope = scope_of(self._ca_scope, project_id)
         bundle = self._bundles.get(scope)
         if bundle is None:
-            authorities = self._trusted.get(scope)
-            if not authorities:
+            authorities = self._by_scope.get(scope)
+            if not authorities or not has_trusted(authorities):
                 return None
             bundle = self._bundles[scope] = TrustBundle(scope, authorities, self._warning_days)
         return bundle

@@ -58,7 +58,7 @@ def version_choices(base_url: str) -> dict[str, Any]:
     return {"versions": {"values": [_version(base_url)]}}
 
 
-def _project_body(directory: Directory, project: Project, base_url: str) -> dict[str, Any]:
+def _project_body(project: Project, base_url: str) -> dict[str, Any]:
     return {
         "id": project.id,
         "name": project.name,
@@ -159,7 +159,7 @@ def _opt_str(value: Any, what: str) -> str | None:
     return value
 
 
-async def _login(service: Service, directory: Directory, body: bytes, now: float) -> IssuedToken:
+async def _login(directory: Directory, body: bytes, now: float) -> IssuedToken:
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -265,7 +265,7 @@ async def _tokens(service: Service, directory: Directory, request: KeystoneReque
     rid = request.request_id
     with_catalog = "nocatalog" not in dict(parse_qsl(request.query_string, keep_blank_values=True))
     if request.method == "POST":
-        issued = await _login(service, directory, request.body, now)
+        issued = await _login(directory, request.body, now)
         body = _token_body(service, directory, issued.claims, request.base_url, with_catalog)
         return json_response(201, body, rid, [("x-subject-token", issued.token)])
     if request.method not in ("GET", "HEAD", "DELETE"):
@@ -316,7 +316,7 @@ def _projects(
     return json_response(
         200,
         {
-            "projects": [_project_body(directory, p, base) for p in projects],
+            "projects": [_project_body(p, base) for p in projects],
             "links": {"self": f"{base}{request.path}", "previous": None, "next": None},
         },
         request.request_id,
