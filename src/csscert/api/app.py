@@ -237,13 +237,14 @@ class App:
         view = service.view()
         directory = view.directory
         try:
-            principal = directory.authenticate(method, path, query_string, headers, body, service.now())
+            now = service.now()
+            principal = directory.authenticate(method, path, query_string, headers, body, now)
             directory.authorize_project(principal, project_id, headers.get("x-project-id"))
             fmt, password = choose_format(query_string, headers.get("accept"))
             bundle = view.bundle(project_id)
             if bundle is None:
                 raise ResourceNotFound("the project has no certificate authority yet")
-            rep = self._representations.get(view, bundle, fmt, password)
+            rep = self._representations.get(view, bundle, fmt, password, now)
         except AuthenticationFailed as exc:
             return css_error("APIGW.0301", str(exc), rid)
         except NotAcceptable as exc:

@@ -170,7 +170,9 @@ class RepresentationCache:
         self._view: View | None = None
         self._entries: dict[tuple[str, str, bytes], Representation] = {}
 
-    def get(self, view: View, bundle: TrustBundle, fmt: str, password: str | None) -> Representation:
+    def get(
+        self, view: View, bundle: TrustBundle, fmt: str, password: str | None, now: float
+    ) -> Representation:
         if view is not self._view:
             self._entries.clear()
             self._view = view
@@ -179,7 +181,7 @@ class RepresentationCache:
             secret = hashlib.sha256((password or self._default_password).encode()).digest()
         key = (bundle.scope, fmt, secret)
         rep = self._entries.get(key)
-        if rep is None or rep.rebuild_at <= time.time():
+        if rep is None or rep.rebuild_at <= now:
             rep = self._build(bundle, fmt, password)
             if len(self._entries) >= 4096:
                 self._entries.clear()
