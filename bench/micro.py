@@ -62,6 +62,8 @@ def cases(fixture: harness.Fixture) -> dict[str, tuple[dict[str, str], int]]:
 def make_calls(data_dir: Path, path: str, specs: dict[str, tuple[dict[str, str], int]]) -> dict[str, Any]:
     """One ready-to-time callable per case, each checked once for its expected status."""
     from csscert.api.app import App
+    from csscert.api.request import Request
+    from csscert.api.wire import new_request_id
     from csscert.service import Service
     from csscert.settings import Settings
 
@@ -70,7 +72,8 @@ def make_calls(data_dir: Path, path: str, specs: dict[str, tuple[dict[str, str],
     for name, (headers, expect) in specs.items():
 
         def call(headers: dict[str, str] = headers) -> Any:
-            return drive(app.handle("GET", path, "", headers, b"", "http"))
+            # What a worker does per request: build the Request (with its id), then dispatch.
+            return drive(app.handle(Request("GET", path, "", headers, b"", "http", new_request_id())))
 
         status, _, body = call()
         if status != expect:

@@ -19,13 +19,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
 from csscert import signing
+from csscert.errors import CsscertError
 
 __all__ = ["DownloadError", "DownloadResult", "VerifyResult", "certificates_in", "download", "verify"]
 
 DEFAULT_TRUSTSTORE_PASSWORD = "changeit"  # noqa: S105 - the documented public default for jks/p12
 
 
-class DownloadError(RuntimeError):
+class DownloadError(CsscertError):
     """The API refused the download; the message carries its status, code and text."""
 
 
@@ -191,9 +192,10 @@ def _peer_certificate(host: str, port: int, timeout: float) -> x509.Certificate 
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock, context.wrap_socket(
-            sock, server_hostname=host
-        ) as tls:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as sock,
+            context.wrap_socket(sock, server_hostname=host) as tls,
+        ):
             der = tls.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError):
         return None
@@ -221,8 +223,15 @@ def _signer(cert: x509.Certificate, authorities: list[x509.Certificate]) -> x509
     return None
 
 
-def _describe(host: str, port: int, ok: bool, reason: str, problem: str | None,
-              cert: x509.Certificate | None, authorities: list[x509.Certificate]) -> VerifyResult:
+def _describe(
+    host: str,
+    port: int,
+    ok: bool,
+    reason: str,
+    problem: str | None,
+    cert: x509.Certificate | None,
+    authorities: list[x509.Certificate],
+) -> VerifyResult:
     if cert is None:
         return VerifyResult(ok, host, port, reason, problem)
     signer = _signer(cert, authorities)
@@ -263,9 +272,12 @@ def verify(url: str, cafile: str, *, timeout: float = 10.0) -> VerifyResult:
         return VerifyResult(False, host, port, reason, "bad-cafile")
     if not authorities:
         return VerifyResult(
-            False, host, port,
+            False,
+            host,
+            port,
             f"the CA file {cafile} holds no certificate (PEM, DER, PKCS#7, or a truststore with "
-            f"password {DEFAULT_TRUSTSTORE_PASSWORD!r})", "bad-cafile",
+            f"password {DEFAULT_TRUSTSTORE_PASSWORD!r})",
+            "bad-cafile",
         )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the name
     context.load_verify_locations(
@@ -273,9 +285,10 @@ def verify(url: str, cafile: str, *, timeout: float = 10.0) -> VerifyResult:
     )
     where = f"{host}:{port}"
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock, context.wrap_socket(
-            sock, server_hostname=host
-        ) as tls:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as sock,
+            context.wrap_socket(sock, server_hostname=host) as tls,
+        ):
             der = tls.getpeercert(binary_form=True)
     except ssl.SSLCertVerificationError as exc:
         problem, text = _VERIFY_CODES.get(exc.verify_code, ("tls", str(exc.verify_message)))
@@ -286,8 +299,10 @@ def verify(url: str, cafile: str, *, timeout: float = 10.0) -> VerifyResult:
         elif problem == "wrong-ca" and peer is not None:
             text = f"{text}; it was issued by {peer.issuer.rfc4514_string()}"
         elif problem in ("expired", "not-yet-valid") and peer is not None:
-            text = (f"{text} (server certificate valid {peer.not_valid_before_utc.isoformat()} to "
-                    f"{peer.not_valid_after_utc.isoformat()})")
+            text = (
+                f"{text} (server certificate valid {peer.not_valid_before_utc.isoformat()} to "
+                f"{peer.not_valid_after_utc.isoformat()})"
+            )
         return _describe(host, port, False, text, problem, peer, authorities)
     except ssl.SSLError as exc:
         detail = exc.reason or str(exc)
@@ -303,12 +318,18 @@ def verify(url: str, cafile: str, *, timeout: float = 10.0) -> VerifyResult:
         reason = f"{where} did not answer within {timeout:g} seconds"
         return VerifyResult(False, host, port, reason, "timeout")
     except OSError as exc:
-        return VerifyResult(False, host, port, f"could not connect to {where}: {exc.strerror or exc}",
-                            "unreachable")
+        return VerifyResult(
+            False, host, port, f"could not connect to {where}: {exc.strerror or exc}", "unreachable"
+        )
     if not der:
         return VerifyResult(False, host, port, "the server sent no certificate", "tls")
     cert = x509.load_der_x509_certificate(der)
     return _describe(
-        host, port, True, f"the chain verifies against {cafile} and the certificate is valid for {host!r}",
-        None, cert, authorities,
+        host,
+        port,
+        True,
+        f"the chain verifies against {cafile} and the certificate is valid for {host!r}",
+        None,
+        cert,
+        authorities,
     )

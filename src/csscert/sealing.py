@@ -15,6 +15,9 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from csscert.errors import ConfigurationError
+from csscert.files import write_new
+
 __all__ = ["MasterKeyError", "Sealer", "load_master_key"]
 
 _VERSION = b"\x01"
@@ -22,7 +25,7 @@ _NONCE_BYTES = 12
 MASTER_KEY_FILE = "master.key"
 
 
-class MasterKeyError(RuntimeError):
+class MasterKeyError(ConfigurationError):
     """The master key is missing, malformed, or does not open what the store holds."""
 
 
@@ -55,20 +58,12 @@ def load_master_key(explicit: str | None, data_dir: Path, *, create: bool) -> by
         raise MasterKeyError(f"no master key: set CSSCERT_MASTER_KEY or provide {path}")
     data_dir.mkdir(parents=True, exist_ok=True)
     key_text = generate_master_key()
-    # Written in full under a private name, then published with link(): a concurrent first start
-    # sees either no file or the complete key, never an empty one.
-    tmp = data_dir / f".{MASTER_KEY_FILE}.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # Staged then linked (csscert.files): a concurrent first start sees either no file or the
+    # complete key, never an empty one, and the loser of the race adopts the winner's key.
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(key_text + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(tmp, path)
+        write_new(path, (key_text + "\n").encode(), 0o600)
     except FileExistsError:
         return _decode_key(path.read_text(), str(path))
-    finally:
-        tmp.unlink(missing_ok=True)
     return _decode_key(key_text, str(path))
 
 

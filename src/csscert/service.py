@@ -13,15 +13,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import secrets
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from csscert.authority import Authority, TrustBundle, group_by_scope, has_trusted, scope_of
-from csscert.errors import ResourceNotFound
+from csscert.ca import Authority, TrustBundle, group_by_scope, has_trusted, scope_of
+from csscert.errors import ConfigurationError, ResourceNotFound
+from csscert.files import write_replacing
 from csscert.identity import Directory, Identity
 from csscert.model import CertificateAuthority, Project
 from csscert.sealing import MASTER_KEY_FILE, MasterKeyError, Sealer, load_master_key
@@ -50,11 +50,18 @@ class FirstStart:
 
 
 class View:
-    """Identity and trust bundles of one store revision; read-only, shared by all requests."""
+    """Identity and trust bundles of one store revision; read-only, shared by all requests.
+
+    Everything derived from store data hangs on the View it was derived from, and dies with it
+    (docs/architecture.md, "Cache lifetimes"): the directory's token verdicts, the trust bundles
+    and the API's representations of them (``representations``, filled by ``api/download.py``).
+    """
 
     def __init__(self, snapshot: StoreSnapshot, sealer: Sealer, settings: Settings) -> None:
         self.revision = snapshot.revision
         self.directory = Directory(snapshot, sealer, settings)
+        self.truststore_default_password = settings.truststore_default_password.get_secret_value()
+        self.representations: dict[tuple[str, str, bytes], object] = {}
         self._ca_scope = settings.ca_scope
         self._warning_days = settings.ca_expiry_warning_days
         self._by_scope: dict[str, list[CertificateAuthority]] = group_by_scope(snapshot.authorities)
@@ -84,7 +91,6 @@ class Service:
         self._signal = self.store.change_signal
         self.authority = Authority(self.store, self.sealer, settings)
         self.identity = Identity(self.store, self.sealer, settings)
-        self.first_start: FirstStart | None = None
         self._view: View | None = None
         self._hint: bytes | None = None
         self._db_revision_seen = -1
@@ -111,7 +117,6 @@ class Service:
             first = self._bootstrap()
             self.store.set_meta("bootstrapped", dt.datetime.now(dt.UTC).isoformat())
         self.authority.ensure_all()
-        self.first_start = first
         return first
 
     def _check_master_key(self) -> None:
@@ -148,7 +153,10 @@ class Service:
                     log.warning("CA scope changes from %s to %s", stored, current)
                     self.store.set_meta(name, current)
                 else:
-                    raise ValueError(f"this data belongs to {name} {stored!r}, not {current!r}")
+                    raise ConfigurationError(
+                        f"this data belongs to {name} {stored!r}, not {current!r}; "
+                        f"drop the setting or point --data-dir/CSSCERT_DATABASE_URL at other data"
+                    )
         if updates:
             self.settings = self.settings.model_copy(update=updates)
             self.authority = Authority(self.store, self.sealer, self.settings)
@@ -176,10 +184,7 @@ class Service:
             "access_key": key.access,
             "secret_key": secret,
         }
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2)
-            handle.write("\n")
+        write_replacing(path, (json.dumps(payload, indent=2) + "\n").encode(), 0o600)
         self.authority.ensure_all()
         token = self.identity.issue_token(BOOTSTRAP_USER, project.id).token
         return FirstStart(

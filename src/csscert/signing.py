@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 from urllib.parse import quote, unquote, urlsplit
 
+from csscert.errors import AuthenticationFailed
+
 __all__ = [
     "ALGORITHM",
     "CONTENT_HASH_HEADER",
@@ -67,7 +69,7 @@ _PLAIN_PATH_RE = re.compile(r"[A-Za-z0-9_.~/-]*")
 _DATE_RE = re.compile(r"^\d{8}T\d{6}Z$")
 
 
-class SignatureFormatError(ValueError):
+class SignatureFormatError(AuthenticationFailed):
     """The Authorization header or X-Sdk-Date is not in the SDK-HMAC-SHA256 format."""
 
 

@@ -10,33 +10,22 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from csscert.api.request import Request
 from csscert.api.wire import Response, json_response, keystone_error
-from csscert.errors import AccessDenied, AuthenticationFailed, CsscertError, InvalidRequest
+from csscert.errors import AccessDenied, AuthenticationFailed, InvalidRequest
 from csscert.identity import Directory, IssuedToken, Principal, TokenClaims
+from csscert.identity.authenticators import authenticate, authenticate_token, password_login
 from csscert.model import Domain, Project, User
 from csscert.service import Service
 
-__all__ = ["KeystoneRequest", "handle_keystone", "version_choices"]
+__all__ = ["auth_domains", "auth_projects", "projects", "tokens", "version", "version_choices"]
 
 _UPDATED = "2013-03-06T00:00:00Z"
 _MEDIA = [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}]
 _UNAUTHORIZED = "The request you have made requires authentication."
-
-
-@dataclass(slots=True)
-class KeystoneRequest:
-    method: str
-    path: str
-    query_string: str
-    headers: Mapping[str, str]
-    body: bytes
-    request_id: str
-    base_url: str
 
 
 def _iso(epoch: float) -> str:
@@ -167,7 +156,7 @@ async def _login(directory: Directory, body: bytes, now: float) -> IssuedToken:
     identity = _get(payload, "auth", "identity")
     methods = _get(identity, "methods")
     if not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods):
-        raise InvalidRequest("auth.identity.methods must be a list such as [\"password\"]")
+        raise InvalidRequest('auth.identity.methods must be a list such as ["password"]')
     user: User
     expires_at: int | None = None
     if "password" in methods:
@@ -190,12 +179,12 @@ async def _login(directory: Directory, body: bytes, now: float) -> IssuedToken:
             except AuthenticationFailed:
                 domain = None  # still pay the password check below: no cheap "no such domain"
         # argon2 is slow by design: verify off the event loop so other requests keep flowing.
-        user = await asyncio.to_thread(directory.password_login, user_id, user_name, domain, password)
+        user = await asyncio.to_thread(password_login, directory, user_id, user_name, domain, password)
     elif "token" in methods:
         token = _get(identity, "token", "id")
         if not isinstance(token, str):
             raise InvalidRequest("auth.identity.token.id must be a token")
-        principal = directory.authenticate_token(token, now)
+        principal = authenticate_token(directory, token, now)
         user = principal.user
         # As in Keystone, a token got with a token never outlives the one it came from.
         expires_at = principal.claims.expires_at if principal.claims is not None else None
@@ -224,62 +213,43 @@ async def _login(directory: Directory, body: bytes, now: float) -> IssuedToken:
     return directory.mint_token(user, project, methods_used, now, expires_at=expires_at)
 
 
-async def handle_keystone(service: Service, request: KeystoneRequest) -> Response:
-    """Route ``/v3...`` requests. Errors come back in Keystone's shape."""
-    rid = request.request_id
-    path = request.path.rstrip("/") or "/"
-    method = request.method
-    try:
-        if path == "/v3":
-            if method not in ("GET", "HEAD"):
-                return keystone_error(405, "use GET", rid, [("allow", "GET, HEAD")])
-            return json_response(200, {"version": _version(request.base_url)}, rid)
-        directory = service.view().directory
-        now = service.now()
-        if path == "/v3/auth/tokens":
-            return await _tokens(service, directory, request, now)
-        if path in ("/v3/projects", "/v3/auth/projects", "/v3/auth/domains"):
-            if method not in ("GET", "HEAD"):
-                return keystone_error(405, "use GET", rid, [("allow", "GET, HEAD")])
-            principal = directory.authenticate(
-                method, request.path, request.query_string, request.headers, request.body, now
-            )
-            if path == "/v3/auth/domains":
-                domain = principal.domain
-                return json_response(
-                    200, {"domains": [{"id": domain.id, "name": domain.name, "enabled": domain.enabled}]}, rid
-                )
-            return _projects(directory, principal, request, listing=path == "/v3/projects")
-        return keystone_error(404, f"The resource could not be found: {request.path[:200]}", rid)
-    except AuthenticationFailed as exc:
-        return keystone_error(401, str(exc), rid)
-    except AccessDenied as exc:
-        return keystone_error(403, str(exc), rid)
-    except InvalidRequest as exc:
-        return keystone_error(400, str(exc), rid)
-    except CsscertError as exc:
-        return keystone_error(404, str(exc), rid)
+def base_url(service: Service, request: Request) -> str:
+    """The base URL clients reach us at: ``--public-url``, else the Host they used (when it is a
+    plain host[:port]), else the listening address."""
+    configured = service.settings.public_url
+    if configured:
+        return configured.rstrip("/")
+    host = request.headers.get("host")
+    if host and all(c.isalnum() or c in ".-:[]_" for c in host):
+        return f"{request.scheme}://{host}"
+    return service.settings.public_base_url()
 
 
-async def _tokens(service: Service, directory: Directory, request: KeystoneRequest, now: float) -> Response:
+async def version(service: Service, request: Request) -> Response:
+    """``GET /v3``: the version document keystoneauth discovers."""
+    return json_response(200, {"version": _version(base_url(service, request))}, request.request_id)
+
+
+async def tokens(service: Service, request: Request) -> Response:
+    """``POST|GET|HEAD|DELETE /v3/auth/tokens``: log in, validate, revoke."""
     rid = request.request_id
+    directory = service.view().directory
+    now = service.now()
+    base = base_url(service, request)
     with_catalog = "nocatalog" not in dict(parse_qsl(request.query_string, keep_blank_values=True))
     if request.method == "POST":
         issued = await _login(directory, request.body, now)
-        body = _token_body(service, directory, issued.claims, request.base_url, with_catalog)
+        body = _token_body(service, directory, issued.claims, base, with_catalog)
         return json_response(201, body, rid, [("x-subject-token", issued.token)])
-    if request.method not in ("GET", "HEAD", "DELETE"):
-        allow = [("allow", "POST, GET, HEAD, DELETE")]
-        return keystone_error(405, "use POST, GET, HEAD or DELETE", rid, allow)
     caller_token = request.headers.get("x-auth-token")
     if not caller_token:
         raise AuthenticationFailed(_UNAUTHORIZED + " X-Auth-Token is missing.")
-    caller = directory.authenticate_token(caller_token, now)
+    caller = authenticate_token(directory, caller_token, now)
     subject = request.headers.get("x-subject-token")
     if not subject:
         raise InvalidRequest("X-Subject-Token is required")
     try:
-        subject_principal = directory.authenticate_token(subject, now)
+        subject_principal = authenticate_token(directory, subject, now)
     except AuthenticationFailed:
         return keystone_error(404, "Could not find token: the token is invalid, expired or revoked.", rid)
     claims = subject_principal.claims
@@ -292,31 +262,63 @@ async def _tokens(service: Service, directory: Directory, request: KeystoneReque
     if request.method == "DELETE":
         await asyncio.to_thread(service.identity.revoke_token, subject, directory)
         return 204, [("x-request-id", rid)], b""
-    body = _token_body(service, directory, claims, request.base_url, with_catalog)
+    body = _token_body(service, directory, claims, base, with_catalog)
     return json_response(200, body, rid, [("x-subject-token", subject)])
 
 
+def _caller(service: Service, request: Request) -> tuple[Directory, Principal]:
+    directory = service.view().directory
+    principal = authenticate(
+        directory,
+        request.method,
+        request.path,
+        request.query_string,
+        request.headers,
+        request.body,
+        service.now(),
+    )
+    return directory, principal
+
+
+async def projects(service: Service, request: Request) -> Response:
+    """``GET /v3/projects``: the caller's projects, filtered (a project-scoped token sees its own)."""
+    directory, principal = _caller(service, request)
+    return _projects(service, directory, principal, request, listing=True)
+
+
+async def auth_projects(service: Service, request: Request) -> Response:
+    """``GET /v3/auth/projects``: every project the user may scope to, as Keystone answers it."""
+    directory, principal = _caller(service, request)
+    return _projects(service, directory, principal, request, listing=False)
+
+
+async def auth_domains(service: Service, request: Request) -> Response:
+    """``GET /v3/auth/domains``: the caller's domain."""
+    _, principal = _caller(service, request)
+    domain = principal.domain
+    body = {"domains": [{"id": domain.id, "name": domain.name, "enabled": domain.enabled}]}
+    return json_response(200, body, request.request_id)
+
+
 def _projects(
-    directory: Directory, principal: Principal, request: KeystoneRequest, *, listing: bool
+    service: Service, directory: Directory, principal: Principal, request: Request, *, listing: bool
 ) -> Response:
-    """``GET /v3/projects`` (filters; a project-scoped token sees its project) or ``/v3/auth/projects``
-    (every project the user may scope to, as Keystone answers it)."""
-    projects = directory.projects_of(principal.user)
+    found = directory.projects_of(principal.user)
     if listing and principal.project_id is not None:
-        projects = [p for p in projects if p.id == principal.project_id]
+        found = [p for p in found if p.id == principal.project_id]
     if listing:
         for name, value in parse_qsl(request.query_string, keep_blank_values=True):
             if name == "name":
-                projects = [p for p in projects if p.name == value]
+                found = [p for p in found if p.name == value]
             elif name == "domain_id":
-                projects = [p for p in projects if p.domain_id == value]
+                found = [p for p in found if p.domain_id == value]
             elif name == "enabled":
-                projects = [p for p in projects if str(p.enabled).lower() == value.lower()]
-    base = request.base_url
+                found = [p for p in found if str(p.enabled).lower() == value.lower()]
+    base = base_url(service, request)
     return json_response(
         200,
         {
-            "projects": [_project_body(p, base) for p in projects],
+            "projects": [_project_body(p, base) for p in found],
             "links": {"self": f"{base}{request.path}", "previous": None, "next": None},
         },
         request.request_id,

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from csscert.errors import CsscertError, MethodNotAllowed, ServiceUnavailable
 
 __all__ = [
     "CSS_ERRORS",
+    "CSS_SHAPE",
+    "KEYSTONE_SHAPE",
+    "ErrorShape",
+    "Headers",
     "Response",
     "css_error",
+    "json_response",
     "keystone_error",
     "new_request_id",
 ]
@@ -30,7 +38,6 @@ CSS_ERRORS: dict[str, tuple[int, str]] = {
     "CSS.0001": (400, "Incorrect parameters."),
     "CSS.0015": (403, "No resources are found or the access is denied."),
     "CSS.0016": (404, "Resource not found."),
-    "CSS.0004": (415, "Invalid operation."),
     "CSS.9999": (500, "Failed to process the request."),
     "APIGW.0301": (401, "Incorrect IAM authentication information."),
     "APIGW.0101": (404, "The API does not exist or has not been published in the environment."),
@@ -41,7 +48,11 @@ def new_request_id() -> str:
     return os.urandom(16).hex()
 
 
+# A memo of a pure function (it may live as long as the process): bounded in entries and, since
+# some messages quote what the caller sent, only short messages are kept.
 _prefix_cache: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+_PREFIX_CACHE_ENTRIES = 1024
+_PREFIX_CACHE_MESSAGE_MAX = 256
 
 
 def _error_parts(code: str, message: str) -> tuple[bytes, bytes]:
@@ -54,7 +65,7 @@ def _error_parts(code: str, message: str) -> tuple[bytes, bytes]:
             separators=(",", ":"),
         )[:-1]
         parts = ((head + ',"request_id":"').encode(), b'"}')
-        if len(_prefix_cache) < 1024:
+        if len(_prefix_cache) < _PREFIX_CACHE_ENTRIES and len(message) <= _PREFIX_CACHE_MESSAGE_MAX:
             _prefix_cache[(code, message)] = parts
     return parts
 
@@ -81,9 +92,12 @@ _KEYSTONE_TITLES = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    406: "Not Acceptable",
+    409: "Conflict",
     413: "Request Entity Too Large",
     415: "Unsupported Media Type",
     500: "Internal Server Error",
+    503: "Service Unavailable",
 }
 
 
@@ -105,3 +119,46 @@ def json_response(
 ) -> Response:
     body = json.dumps(payload, separators=(",", ":")).encode()
     return status, [("content-type", JSON), ("x-request-id", request_id), *extra], body
+
+
+def _extra_headers(error: CsscertError) -> list[tuple[str, str]]:
+    extra: list[tuple[str, str]] = []
+    if isinstance(error, MethodNotAllowed):
+        extra.append(("allow", error.allow))
+    if isinstance(error, ServiceUnavailable):
+        extra.append(("retry-after", str(error.retry_after)))
+    return extra
+
+
+def css_error_of(error: CsscertError, request_id: str) -> Response:
+    """Any csscert error in the CSS shape, with the code and status its class carries."""
+    return css_error(error.css_code, str(error), request_id, _extra_headers(error), status=error.status)
+
+
+def keystone_error_of(error: CsscertError, request_id: str) -> Response:
+    """Any csscert error in Keystone's shape, with the Keystone status its class carries."""
+    return keystone_error(error.keystone_status, str(error), request_id, _extra_headers(error))
+
+
+def _css_internal(request_id: str) -> Response:
+    return css_error("CSS.9999", "Failed to process the request.", request_id)
+
+
+def _keystone_internal(request_id: str) -> Response:
+    return keystone_error(
+        500, "An unexpected error prevented the server from fulfilling your request.", request_id
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorShape:
+    """How one family of routes answers errors: a csscert error, and an internal failure (whose
+    detail goes to the log, never to the caller)."""
+
+    name: str
+    of: Callable[[CsscertError, str], Response]
+    internal: Callable[[str], Response]
+
+
+CSS_SHAPE = ErrorShape("css", css_error_of, _css_internal)
+KEYSTONE_SHAPE = ErrorShape("keystone", keystone_error_of, _keystone_internal)

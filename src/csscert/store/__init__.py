@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import make_url, text
 
+from csscert.errors import ConfigurationError
 from csscert.settings import Settings
 from csscert.store.sql import Conflict, NotFound, SqlStore, StoreSnapshot
 
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 
-class SchemaError(RuntimeError):
+class SchemaError(ConfigurationError):
     """The database schema cannot be brought to this version's head (e.g. it is newer)."""
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
+from csscert.errors import Conflict, ResourceNotFound
 from csscert.model import (
     AccessKey,
     CAState,
@@ -35,12 +36,8 @@ from csscert.store.signal import ChangeSignal
 __all__ = ["Conflict", "NotFound", "SqlStore", "StoreSnapshot"]
 
 
-class Conflict(Exception):
-    """A unique name or key already exists."""
-
-
-class NotFound(Exception):
-    """The record to change does not exist."""
+class NotFound(ResourceNotFound):
+    """The record to change does not exist (callers usually re-raise it naming what they looked for)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,51 +1,40 @@
-"""The certificate authority: CA creation and rotation, node certificates, and the trust bundle.
+"""The certificate authority: CA creation, rotation and retirement, and node certificates.
 
-All certificate logic lives here. The API only asks for a :class:`TrustBundle` and hands out
-its precomputed bytes; the CLI asks for CAs and node certificates.
+All signing happens here. The API asks the bundle module for what clients must trust; the CLI
+(and later the API) asks this module for CAs and node certificates.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
-import ipaddress
-import json
-import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from email.utils import format_datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from csscert.ca.bundle import trusted_first
+from csscert.ca.names import (
+    REGION_SCOPE,
+    AuthorityError,
+    parse_subject,
+    scope_of,
+    validate_dns_name,
+    validate_ip,
+)
 from csscert.model import CAState, CertificateAuthority, IssuedCertificate, new_id
 from csscert.sealing import Sealer
-from csscert.settings import CAScope, KeyType, Settings
+from csscert.settings import KeyType, Settings
 from csscert.store import SqlStore
 
-__all__ = [
-    "REGION_SCOPE",
-    "Authority",
-    "AuthorityError",
-    "NodeCertificate",
-    "TrustBundle",
-    "generate_private_key",
-]
+__all__ = ["Authority", "NodeCertificate", "generate_private_key"]
 
-REGION_SCOPE = "region"
 _BACKDATE = dt.timedelta(minutes=5)  # tolerate clients whose clocks run a little behind
-_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-
-
-class AuthorityError(ValueError):
-    """A request the authority refuses; the message says why, for a person to read."""
 
 
 def generate_private_key(key_type: KeyType) -> PrivateKey:
@@ -66,38 +55,6 @@ def _seal_context(ca_id: str) -> str:
     return f"ca:{ca_id}"
 
 
-def _parse_subject(text: str) -> x509.Name:
-    try:
-        name = x509.Name.from_rfc4514_string(text)
-    except ValueError as exc:
-        raise AuthorityError(f"CA subject {text!r} is not an RFC 4514 name: {exc}") from exc
-    if not list(name):
-        raise AuthorityError("CA subject must not be empty")
-    return name
-
-
-def validate_dns_name(name: str) -> str:
-    """A DNS name for a SAN: lower-case labels, optional leading ``*.`` wildcard."""
-    candidate = name.strip().lower().rstrip(".")
-    labels = candidate.split(".")
-    if labels and labels[0] == "*" and len(labels) > 2:
-        labels = labels[1:]
-    if not candidate or len(candidate) > 253 or not all(_DNS_LABEL.match(label) for label in labels):
-        raise AuthorityError(f"{name!r} is not a valid DNS name")
-    try:
-        ipaddress.ip_address(candidate)
-    except ValueError:
-        return candidate
-    raise AuthorityError(f"{name!r} is an IP address: give it with --ip (clients match IPs only there)")
-
-
-def validate_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    try:
-        return ipaddress.ip_address(address.strip())
-    except ValueError as exc:
-        raise AuthorityError(f"{address!r} is not a valid IP address") from exc
-
-
 @dataclass(frozen=True)
 class NodeCertificate:
     """A node's key, its certificate chain and the CA file to hand to clients (all PEM)."""
@@ -107,196 +64,6 @@ class NodeCertificate:
     chain_pem: bytes
     ca_bundle_pem: bytes
     record: IssuedCertificate
-
-
-class TrustBundle:
-    """Every representation of the CAs a scope trusts, built once and then only read.
-
-    ``authorities`` may hold every CA of the scope, retired ones included: the bundle holds
-    only the non-retired ones, ordered newest first (the first is the active, signing CA),
-    while retired ones still count for ``last_modified``, so retiring a CA moves
-    Last-Modified forward. The bytes of each representation are a pure function of the
-    CAs (and, for truststores, the password): every process, worker and restart serves the
-    same bytes, so the HTTP layer's strong ETag (a hash of the bytes) is stable everywhere.
-    """
-
-    def __init__(self, scope: str, authorities: Sequence[CertificateAuthority], warning_days: int) -> None:
-        trusted = _trusted(authorities)
-        if not trusted:
-            raise AuthorityError(f"scope {scope} has no trusted CA")
-        self.scope = scope
-        self.authorities = tuple(trusted)
-        self.certificates = tuple(x509.load_pem_x509_certificate(ca.cert_pem) for ca in self.authorities)
-        self.last_modified = max(ca.changed_at for ca in authorities)
-        self.last_modified_http = format_datetime(self.last_modified, usegmt=True)
-        self.pem = b"".join(ca.cert_pem for ca in self.authorities)
-        self._ders = tuple(cert.public_bytes(serialization.Encoding.DER) for cert in self.certificates)
-        self.der = self._ders[0]
-        # certs-only PKCS#7 (RFC 7030 style); its certificates are a SET OF, so in DER order
-        self.p7b = pkcs7.serialize_certificates(list(self.certificates), serialization.Encoding.DER)
-        self.json = json.dumps(self._metadata(), separators=(",", ":")).encode()
-        soonest = min(self.authorities, key=lambda ca: ca.not_after)
-        #: When the expiry warning starts (a Unix time); ``expiry_warning`` says what it is.
-        self.warning_from = (soonest.not_after - dt.timedelta(days=warning_days)).timestamp()
-        self._expiry_text = (
-            f"{'the active' if soonest.state is CAState.ACTIVE else 'an older trusted'} CA"
-            f" ({soonest.fingerprint_sha256[:16]}) expires at {soonest.not_after.isoformat()}"
-        )
-        self._truststores: dict[bytes, bytes] = {}
-
-    def expiry_warning(self, now: float | None = None) -> str | None:
-        """A warning for people when a trusted CA is within the warning window of notAfter."""
-        moment = time.time() if now is None else now
-        return self._expiry_text if moment >= self.warning_from else None
-
-    def _metadata(self) -> dict[str, object]:
-        return {
-            "scope": self.scope,
-            "certificates": [
-                {
-                    "subject": cert.subject.rfc4514_string(),
-                    "issuer": cert.issuer.rfc4514_string(),
-                    "serial": format(cert.serial_number, "x"),
-                    "fingerprint_sha256": ca.fingerprint_sha256,
-                    "fingerprint_sha1": cert.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - pinning clients want it
-                    "not_before": ca.not_before.isoformat(),
-                    "not_after": ca.not_after.isoformat(),
-                    "state": ca.state.value,
-                }
-                for ca, cert in zip(self.authorities, self.certificates, strict=True)
-            ],
-        }
-
-    def truststore(self, password: str) -> bytes:
-        """A PKCS#12 Java truststore (one ``trustedCertEntry`` per CA), MAC'd with ``password``.
-
-        Deterministic (see :func:`java_truststore`), so the bytes and the ETag are the same in
-        every process; cached per password under a hash, so no password stays in memory.
-        """
-        cache_key = hashlib.sha256(password.encode()).digest()
-        cached = self._truststores.get(cache_key)
-        if cached is not None:
-            return cached
-        entries = [
-            (f"cloudsearchservice-{ca.fingerprint_sha256[:16]}", der)
-            for ca, der in zip(self.authorities, self._ders, strict=True)
-        ]
-        blob = java_truststore(entries, password)
-        if len(self._truststores) >= 64:
-            self._truststores.clear()
-        self._truststores[cache_key] = blob
-        return blob
-
-
-# -- PKCS#12 truststores ------------------------------------------------------------------
-#
-# ``cryptography`` can write Java truststores, but with random salts, so every process would
-# serve different bytes (and ETags) for the same CAs. A truststore holds only public
-# certificates, so it needs no encryption, only the password-keyed integrity MAC that Java
-# and OpenSSL check; that much of PKCS#12 (RFC 7292) is small enough to write here, with a
-# salt derived from the content. The certificate bags carry the Oracle "trusted key usage"
-# attribute, which is what makes Java list them as trustedCertEntry.
-
-_OID_DATA = "1.2.840.113549.1.7.1"
-_OID_CERT_BAG = "1.2.840.113549.1.12.10.1.3"
-_OID_X509_CERT = "1.2.840.113549.1.9.22.1"
-_OID_FRIENDLY_NAME = "1.2.840.113549.1.9.20"
-_OID_JAVA_TRUSTED_USAGE = "2.16.840.1.113894.746875.1.1"
-_OID_ANY_EKU = "2.5.29.37.0"
-_OID_SHA256 = "2.16.840.1.101.3.4.2.1"
-TRUSTSTORE_MAC_ITERATIONS = 10000
-
-
-def _der(tag: int, content: bytes) -> bytes:
-    length = len(content)
-    if length < 0x80:
-        return bytes((tag, length)) + content
-    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(size))) + size + content
-
-
-def _seq(*items: bytes) -> bytes:
-    return _der(0x30, b"".join(items))
-
-
-def _set(*items: bytes) -> bytes:
-    return _der(0x31, b"".join(sorted(items)))  # DER orders SET OF by encoding
-
-
-def _explicit0(content: bytes) -> bytes:
-    return _der(0xA0, content)
-
-
-def _octets(data: bytes) -> bytes:
-    return _der(0x04, data)
-
-
-def _integer(value: int) -> bytes:
-    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
-
-
-def _oid(dotted: str) -> bytes:
-    first, second, *rest = (int(part) for part in dotted.split("."))
-    body = bytearray()
-    for arc in (first * 40 + second, *rest):
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        body.extend(reversed(chunk))
-    return _der(0x06, bytes(body))
-
-
-def _bmp_password(password: str) -> bytes:
-    return password.encode("utf-16-be") + b"\x00\x00"
-
-
-def pkcs12_kdf(password: str, salt: bytes, key_id: int, iterations: int, length: int) -> bytes:
-    """RFC 7292 appendix B.2 key derivation with SHA-256 (u = 32, v = 64 bytes)."""
-    u, v = 32, 64
-
-    def stretch(data: bytes) -> bytes:  # copies of data filling a whole number of v-byte blocks
-        needed = v * -(-len(data) // v)
-        return (data * (needed // len(data) + 1))[:needed] if data else b""
-
-    d_block = bytes([key_id]) * v
-    i_block = bytearray(stretch(salt) + stretch(_bmp_password(password)))
-    out = b""
-    while len(out) < length:
-        a = hashlib.sha256(d_block + bytes(i_block)).digest()
-        for _ in range(iterations - 1):
-            a = hashlib.sha256(a).digest()
-        out += a
-        b = int.from_bytes((a * (v // u + 1))[:v], "big")
-        for start in range(0, len(i_block), v):
-            block = int.from_bytes(i_block[start : start + v], "big")
-            i_block[start : start + v] = ((block + b + 1) % (1 << (v * 8))).to_bytes(v, "big")
-    return out[:length]
-
-
-def java_truststore(entries: Sequence[tuple[str, bytes]], password: str) -> bytes:
-    """A PKCS#12 truststore of ``(alias, certificate DER)`` entries, the same bytes every time."""
-    bags = []
-    for alias, der in entries:
-        cert_bag = _seq(_oid(_OID_X509_CERT), _explicit0(_octets(der)))
-        attributes = _set(
-            _seq(_oid(_OID_JAVA_TRUSTED_USAGE), _set(_oid(_OID_ANY_EKU))),
-            _seq(_oid(_OID_FRIENDLY_NAME), _set(_der(0x1E, alias.encode("utf-16-be")))),
-        )
-        bags.append(_seq(_oid(_OID_CERT_BAG), _explicit0(cert_bag), attributes))
-    safe_contents = _seq(*bags)
-    auth_safe = _seq(_seq(_oid(_OID_DATA), _explicit0(_octets(safe_contents))))
-    # The salt only has to differ between truststores; the content is public anyway.
-    salt = hashlib.sha256(b"csscert truststore mac salt\x00" + auth_safe).digest()[:16]
-    mac_key = pkcs12_kdf(password, salt, 3, TRUSTSTORE_MAC_ITERATIONS, 32)
-    mac = hmac.new(mac_key, auth_safe, hashlib.sha256).digest()
-    mac_data = _seq(
-        _seq(_seq(_oid(_OID_SHA256), b"\x05\x00"), _octets(mac)),
-        _octets(salt),
-        _integer(TRUSTSTORE_MAC_ITERATIONS),
-    )
-    return _seq(_integer(3), _seq(_oid(_OID_DATA), _explicit0(_octets(auth_safe))), mac_data)
 
 
 class Authority:
@@ -334,7 +101,7 @@ class Authority:
 
     def trusted(self, scope: str) -> list[CertificateAuthority]:
         """The CAs in a scope's bundle: the active one first, then older trusted ones."""
-        return _trusted(self._store.authorities(scope))
+        return trusted_first(self._store.authorities(scope))
 
     def active(self, scope: str) -> CertificateAuthority:
         trusted = self.trusted(scope)
@@ -431,7 +198,16 @@ class Authority:
         *,
         validity_days: int | None = None,
         key_type: KeyType | None = None,
+        deliver: Callable[[NodeCertificate], None] | None = None,
     ) -> NodeCertificate:
+        """Sign a node certificate and hand it over, all or nothing.
+
+        The record is written first, then ``deliver`` (e.g. writing the files) runs; if delivery
+        fails the record is removed again and the error propagates. So a certificate that
+        reached somebody is always on record (``ca retire`` counts it), and one that never left
+        is not, except after a crash between the two steps, which leaves a record too many
+        (the safe direction: ``ca retire`` then asks for ``--force``).
+        """
         if not name.strip() or len(name) > 64:
             raise AuthorityError("node name must be 1 to 64 characters")
         dns = [validate_dns_name(value) for value in dns_names]
@@ -501,9 +277,8 @@ class Authority:
             not_after=cert.not_valid_after_utc,
             created_at=now,
         )
-        self._store.record_issued(record)
         cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-        return NodeCertificate(
+        node = NodeCertificate(
             key_pem=key.private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.PKCS8,
@@ -514,16 +289,20 @@ class Authority:
             ca_bundle_pem=b"".join(ca.cert_pem for ca in self.trusted(scope)),
             record=record,
         )
-
-    def forget_issued(self, record: IssuedCertificate) -> None:
-        """Drop the record of a node certificate that was never delivered (its files failed)."""
-        self._store.delete_issued(record.serial)
+        self._store.record_issued(record)
+        if deliver is not None:
+            try:
+                deliver(node)
+            except BaseException:
+                self._store.delete_issued(record.serial)  # never delivered: not on record either
+                raise
+        return node
 
     # -- internals ----------------------------------------------------------------------
 
     def _new_ca(self, scope: str) -> tuple[CertificateAuthority, PrivateKey]:
         settings = self._settings
-        subject = _parse_subject(settings.ca_subject)
+        subject = parse_subject(settings.ca_subject)
         key = generate_private_key(settings.ca_key_type)
         now = _now()
         not_after = now + dt.timedelta(days=settings.ca_validity_days)
@@ -576,26 +355,3 @@ class Authority:
             changed_at=now,
         )
         return record, key
-
-
-def _trusted(authorities: Sequence[CertificateAuthority]) -> list[CertificateAuthority]:
-    live = [ca for ca in authorities if ca.state is not CAState.RETIRED]
-    return sorted(live, key=lambda ca: (ca.state is not CAState.ACTIVE, -ca.created_at.timestamp()))
-
-
-def scope_of(ca_scope: CAScope, project_id: str) -> str:
-    """The CA scope a project's certificates come from: the region's, or its own."""
-    return REGION_SCOPE if ca_scope == "region" else project_id
-
-
-def group_by_scope(authorities: Sequence[CertificateAuthority]) -> dict[str, list[CertificateAuthority]]:
-    """A snapshot's CAs grouped by scope, retired ones included (:class:`TrustBundle` leaves
-    them out of the bundle but counts their retirement time in Last-Modified)."""
-    grouped: dict[str, list[CertificateAuthority]] = {}
-    for ca in authorities:
-        grouped.setdefault(ca.scope, []).append(ca)
-    return grouped
-
-
-def has_trusted(authorities: Sequence[CertificateAuthority]) -> bool:
-    return any(ca.state is not CAState.RETIRED for ca in authorities)

@@ -1,0 +1,28 @@
+"""The request value object every handler receives, whatever server (RSGI or ASGI) brought it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["MAX_BODY", "Request"]
+
+MAX_BODY = 64 * 1024  # bytes; no route needs more, and a larger body is refused while it streams
+
+
+@dataclass(slots=True)
+class Request:
+    """One HTTP request. ``headers`` has lower-case names; ``path`` is percent-decoded.
+
+    ``body_too_large`` is set (and ``body`` left empty) when the body passed :data:`MAX_BODY`:
+    the route's error shape then answers it, so the body is never buffered past the limit.
+    """
+
+    method: str
+    path: str
+    query_string: str
+    headers: Mapping[str, str]
+    body: bytes
+    scheme: str
+    request_id: str
+    body_too_large: bool = False

@@ -1,0 +1,102 @@
+"""The route table: every path the service answers, in one place (in the spirit of moto's ``urls.py``).
+
+A route is a path matcher, the methods it takes, its handler and the error shape its answers
+use. :func:`resolve` tries them in order; the download is first, and its matcher is a few string
+comparisons, so the hot path pays almost nothing for routing. A path no route matches gets the
+gateway's 404 (APIGW.0101) in the CSS shape, or Keystone's 404 under ``/v3``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from csscert.api import keystone, meta
+from csscert.api.download import download, is_download_path
+from csscert.api.request import Request
+from csscert.api.wire import CSS_SHAPE, KEYSTONE_SHAPE, ErrorShape, Response
+from csscert.errors import RouteNotFound
+from csscert.service import Service
+
+__all__ = ["ROUTES", "Handler", "Route", "resolve"]
+
+Handler = Callable[[Service, Request], Awaitable[Response]]
+_NOT_PUBLISHED = "The API does not exist or has not been published."
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str  # stable, low-cardinality: what logs and metrics call the route
+    matches: Callable[[str], bool]
+    methods: frozenset[str]
+    handler: Handler
+    shape: ErrorShape
+
+    @property
+    def allow(self) -> str:
+        order = ("POST", "GET", "HEAD", "DELETE", "PUT", "PATCH")
+        return ", ".join(m for m in order if m in self.methods)
+
+
+def _exact(path: str) -> Callable[[str], bool]:
+    return lambda candidate: candidate == path
+
+
+def _keystone(path: str) -> Callable[[str], bool]:
+    """Keystone answers its paths with or without a trailing slash."""
+    return lambda candidate: candidate.rstrip("/") == path
+
+
+_READ = frozenset({"GET", "HEAD"})
+
+
+async def _gateway_not_found(service: Service, request: Request) -> Response:
+    raise RouteNotFound(_NOT_PUBLISHED)
+
+
+async def _keystone_not_found(service: Service, request: Request) -> Response:
+    raise RouteNotFound(f"The resource could not be found: {request.path[:200]}")
+
+
+_ANY = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+
+DOWNLOAD = Route("download", is_download_path, _READ, download, CSS_SHAPE)
+ROUTES: tuple[Route, ...] = (
+    DOWNLOAD,
+    Route(
+        "keystone.tokens",
+        _keystone("/v3/auth/tokens"),
+        frozenset({"POST", "GET", "HEAD", "DELETE"}),
+        keystone.tokens,
+        KEYSTONE_SHAPE,
+    ),
+    Route("keystone.version", _keystone("/v3"), _READ, keystone.version, KEYSTONE_SHAPE),
+    Route("keystone.projects", _keystone("/v3/projects"), _READ, keystone.projects, KEYSTONE_SHAPE),
+    Route(
+        "keystone.auth_projects",
+        _keystone("/v3/auth/projects"),
+        _READ,
+        keystone.auth_projects,
+        KEYSTONE_SHAPE,
+    ),
+    Route(
+        "keystone.auth_domains", _keystone("/v3/auth/domains"), _READ, keystone.auth_domains, KEYSTONE_SHAPE
+    ),
+    Route("root", _exact("/"), _READ, meta.root, CSS_SHAPE),
+    Route("healthz", _exact("/healthz"), _READ, meta.healthz, CSS_SHAPE),
+    Route("openapi", _exact("/openapi.json"), _READ, meta.openapi, CSS_SHAPE),
+)
+_KEYSTONE_FALLBACK = Route("keystone.not_found", lambda _: True, _ANY, _keystone_not_found, KEYSTONE_SHAPE)
+_FALLBACK = Route("not_found", lambda _: True, _ANY, _gateway_not_found, CSS_SHAPE)
+
+
+def resolve(path: str) -> Route:
+    """The route for ``path``; never fails (unknown paths get a not-found route)."""
+    if is_download_path(path):  # the hot path: no loop, no indirect call
+        return DOWNLOAD
+    for route in ROUTES:
+        if route.matches(path):
+            return route
+    if path == "/v3" or path.startswith("/v3/"):
+        return _KEYSTONE_FALLBACK
+    return _FALLBACK

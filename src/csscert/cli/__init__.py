@@ -1,0 +1,88 @@
+"""``csscert``: serve the API and administer projects, CAs, node certificates and identities.
+
+The root group lists each command group by name and loads its module only when it runs (one
+module per group, as step-ca's ``command/ca/*.go``): ``csscert --help`` imports no server,
+database or crypto code. Every error a command raises is turned into one line and an exit code
+in :meth:`CsscertGroup.invoke`, the only place that does so.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import click
+
+from csscert.cli.common import KEY_TYPES, one_line
+from csscert.cli.output import fail
+
+__all__ = ["cli", "main"]
+
+# name -> (module under csscert.cli, attribute, one-line help shown by `csscert --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "serve": ("serve", "serve", "Run the API server (creates the database, CA and first credentials)."),
+    "db": ("db", "db", "Database schema."),
+    "project": ("project", "project", "Projects (tenants)."),
+    "ca": ("ca", "ca", "Certificate authorities."),
+    "cert": ("cert", "cert", "Node certificates signed by the active CA."),
+    "user": ("user", "user", "Users of the default domain."),
+    "credential": ("credential", "credential", "Access keys (AK/SK) for SDK-HMAC-SHA256 signing."),
+    "token": ("token", "token", "X-Auth-Token tokens (Fernet, 24 hours)."),
+    "download": ("client", "download", "Download the certificate through the API and print its fingerprint."),
+    "verify": ("client", "verify", "Verify a TLS server's chain and hostname against a CA file."),
+}
+
+
+class CsscertGroup(click.Group):
+    """The root group: lazy subcommands, and one-line errors for everything below it."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module, attribute, _ = entry
+        command = getattr(importlib.import_module(f"csscert.cli.{module}"), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the table above, without importing every module for its help."""
+        rows = [(name, entry[2]) for name, entry in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            shown = one_line(exc)
+            if shown is None:
+                raise
+            fail(*shown)
+
+
+@click.group(cls=CsscertGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory [CSSCERT_DATA_DIR].")
+@click.option("--database-url", help="SQLAlchemy URL instead of SQLite [CSSCERT_DATABASE_URL].")
+@click.option("--region", help="Region name, also the first project's name [CSSCERT_REGION].")
+@click.option(
+    "--ca-scope", type=click.Choice(["region", "project"]), help="One CA per region (default) or per project."
+)
+@click.option("--ca-key-type", type=click.Choice(KEY_TYPES), help="Key of new CAs (default rsa2048).")
+@click.option("--ca-validity-days", type=int, help="Validity of new CAs (default 3650).")
+@click.option("--ca-subject", help="Subject of new CAs, RFC 4514 (default CN=CloudSearchService).")
+@click.version_option(package_name="csscert")
+@click.pass_context
+def cli(ctx: click.Context, /, **options: Any) -> None:
+    """csscert: the Cloud Search Service certificate download API, with its own CA and identity."""
+    ctx.obj = options
+
+
+def main() -> None:
+    cli(auto_envvar_prefix=None)

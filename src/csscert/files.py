@@ -1,0 +1,97 @@
+"""Writing files so that a crash, a full disk or a race never leaves half of one behind.
+
+Every file csscert writes (the master key, the bootstrap credentials, node keys and chains, a
+downloaded certificate) goes through here. The pattern is always the same, "stage then link":
+
+1. write the whole content to a private temporary file beside the target (``O_EXCL``, the final
+   mode from the start, so a secret is never readable by others even for a moment), fsync it;
+2. publish it with ``link()`` (fails if the target exists: never overwrites by accident) or
+   ``rename()`` (replaces, atomically), and remove the temporary name.
+
+A reader therefore sees no file, the old file or the complete new one; never a partial one.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["NotARegularFile", "publish_new", "read_if_exists", "write_new", "write_replacing"]
+
+
+class NotARegularFile(OSError):
+    """The target exists and is a symlink, directory, device or pipe: we only ever replace regular
+    files (replacing ``/dev/stdout`` or a symlink would surprise whoever made it)."""
+
+
+def _stage(path: Path, data: bytes, mode: int) -> Path:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask must not widen or narrow what we asked for
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+@contextmanager
+def _staged(files: Sequence[tuple[Path, bytes, int]]) -> Iterator[list[Path]]:
+    staged: list[Path] = []
+    try:
+        for path, data, mode in files:
+            staged.append(_stage(path, data, mode))
+        yield staged
+    finally:
+        for tmp in staged:
+            tmp.unlink(missing_ok=True)
+
+
+def publish_new(files: Sequence[tuple[Path, bytes, int]]) -> None:
+    """Create every ``(path, content, mode)`` file or none of them.
+
+    Raises :class:`FileExistsError` (with the path) when any target already exists; whatever
+    was published before the failure is removed again.
+    """
+    published: list[Path] = []
+    with _staged(files) as staged:
+        try:
+            for (path, _, _), tmp in zip(files, staged, strict=True):
+                os.link(tmp, path)
+                published.append(path)
+        except BaseException:
+            for path in published:
+                path.unlink(missing_ok=True)
+            raise
+
+
+def write_new(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Create ``path`` with ``data``, complete or not at all; :class:`FileExistsError` if it exists."""
+    publish_new([(path, data, mode)])
+
+
+def write_replacing(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Create or atomically replace the regular file ``path`` (never a symlink or device)."""
+    try:
+        current = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISREG(current.st_mode):
+            raise NotARegularFile(f"{path} exists and is not a regular file; refusing to replace it")
+    with _staged([(path, data, mode)]) as (tmp,):
+        os.replace(tmp, path)
+
+
+def read_if_exists(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
