@@ -1,11 +1,13 @@
 """Writes src/csscert/api/openapi.json, the contract schemathesis fuzzes the real server against.
 
 Kept as Python so the repeated error responses are written once; run it after changing routes:
-``python tools/gen_openapi.py``.
+``python tools/gen_openapi.py``. ``--out PATH`` writes the document elsewhere (``scripts/check``
+writes it to a temporary file and compares it with the committed one).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -77,7 +79,7 @@ KS_ERRORS = {
     "413": ks_err("Request body too large."),
     "500": ks_err("Internal failure, no detail."),
 }
-SECURITY = [{"token": []}, {"aksk": []}]
+SECURITY: list[dict[str, list[str]]] = [{"token": []}, {"aksk": []}]
 
 download_ok = {
     "description": "The trust bundle (PEM by default; see `format`).",
@@ -333,6 +335,16 @@ document = {
     },
 }
 
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write the OpenAPI document of csscert.")
+    parser.add_argument(
+        "--out", type=Path, default=OUT, metavar="PATH", help="where to write it (default: %(default)s)"
+    )
+    out: Path = parser.parse_args(argv).out
+    out.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
 if __name__ == "__main__":
-    OUT.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"wrote {OUT}")
+    main()
