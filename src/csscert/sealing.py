@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from csscert.errors import ConfigurationError
 from csscert.files import write_new
 
-__all__ = ["MasterKeyError", "Sealer", "load_master_key"]
+__all__ = ["MASTER_KEY_FILE", "MasterKeyError", "Sealer", "generate_master_key", "load_master_key"]
 
 _VERSION = b"\x01"
 _NONCE_BYTES = 12

@@ -159,9 +159,7 @@ class App:
                 return route.shape.of(exc, request.request_id)
             # A 500-class csscert error (a broken setup, a corrupt secret) is ours, not the
             # caller's: its message goes to the log like any other internal failure.
-            log.exception(
-                "request %s failed: %s %r", request.request_id, request.method, request.path[:200]
-            )
+            log.exception("request %s failed: %s %r", request.request_id, request.method, request.path[:200])
             return route.shape.internal(request.request_id)
         except Exception:
             log.exception("request %s failed: %s %r", request.request_id, request.method, request.path[:200])

@@ -21,7 +21,7 @@ from csscert.identity.authenticators import authenticate, authenticate_token, pa
 from csscert.model import Domain, Project, User
 from csscert.service import Service
 
-__all__ = ["auth_domains", "auth_projects", "projects", "tokens", "version", "version_choices"]
+__all__ = ["auth_domains", "auth_projects", "base_url", "projects", "tokens", "version", "version_choices"]
 
 _UPDATED = "2013-03-06T00:00:00Z"
 _MEDIA = [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}]

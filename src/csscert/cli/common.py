@@ -16,7 +16,7 @@ from csscert.errors import CsscertError
 from csscert.service import FirstStart, Service
 from csscert.settings import KeyType, Settings
 
-__all__ = ["KEY_TYPES", "database_error", "open_service", "service_for", "settings_for"]
+__all__ = ["KEY_TYPES", "database_error", "one_line", "open_service", "service_for", "settings_for"]
 
 KEY_TYPES = list(get_args(KeyType))
 
