@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -36,6 +37,7 @@ import harness
 from run import tampered
 
 PORT = 8080
+QUIET = os.environ.get("CSSCERT_MICRO_QUIET") == "1"  # --quiet: access log and metrics off
 
 
 def drive(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -67,13 +69,33 @@ def make_calls(data_dir: Path, path: str, specs: dict[str, tuple[dict[str, str],
     from csscert.service import Service
     from csscert.settings import Settings
 
-    app = App(Service(Settings(data_dir=data_dir, port=PORT, log_level="WARNING")))
+    from csscert.api.observe import AccessLog
+
+    settings = Settings(
+        data_dir=data_dir,
+        port=PORT,
+        log_level="WARNING",
+        # One credential at full speed: the limit is raised out of reach, so the check still
+        # runs (and is timed) but never refuses.
+        rate_limit_credential="100000000/1",
+        access_log="off" if QUIET else "on",
+        metrics="off" if QUIET else "loopback",
+    )
+    app = App(Service(settings))
+    if app.access_log is not None:
+        app.access_log = AccessLog(os.open(os.devnull, os.O_WRONLY))  # formatted and written, unseen
     calls: dict[str, Callable[[], Any]] = {}
     for name, (headers, expect) in specs.items():
 
         def call(headers: dict[str, str] = headers) -> Any:
-            # What a worker does per request: build the Request (with its id), then dispatch.
-            return drive(app.handle(Request("GET", path, "", headers, b"", "http", new_request_id())))
+            # What a worker does per request: build the Request (with its id), dispatch, then
+            # the access log line and the metrics.
+            started = time.perf_counter()
+            request = Request("GET", path, "", headers, b"", "http", new_request_id())
+            request.client = "127.0.0.1"
+            status, out_headers, body = drive(app.handle(request))
+            app.observe(request, status, len(body), started)
+            return status, out_headers, body
 
         status, _, body = call()
         if status != expect:
@@ -153,8 +175,12 @@ def main() -> int:
     parser.add_argument("-i", "--instructions", action="store_true", help="callgrind instruction counts")
     parser.add_argument("--profile", action="store_true", help="pyinstrument profile of each case instead")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--quiet", action="store_true", help="access log and metrics off (compare)")
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quiet:
+        os.environ["CSSCERT_MICRO_QUIET"] = "1"  # also for the callgrind child
+        globals()["QUIET"] = True
     if args.child:
         child(args.child)
         return 0

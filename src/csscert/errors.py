@@ -26,10 +26,27 @@ __all__ = [
     "MethodNotAllowed",
     "NotAcceptable",
     "PayloadTooLarge",
+    "RequestTimeout",
     "ResourceNotFound",
     "RouteNotFound",
     "ServiceUnavailable",
+    "Throttled",
+    "caller_text",
 ]
+
+_SHOWN = 64  # characters of caller-sent text an error message may quote
+
+
+def caller_text(value: str, limit: int = _SHOWN) -> str:
+    """``repr`` of caller-sent text for an error message, cut to ``limit`` characters.
+
+    Error messages quote what the caller sent so that the cause is clear; a caller controls its
+    length, so the quote is bounded (and with it every body, log line and cache entry built from
+    the message).
+    """
+    if len(value) > limit:
+        return repr(value[:limit]) + f"... ({len(value)} characters)"
+    return repr(value)
 
 
 class CsscertError(Exception):
@@ -50,11 +67,18 @@ class InvalidRequest(CsscertError):
 
 
 class AuthenticationFailed(CsscertError):
-    """Missing, malformed, expired, revoked or wrong credentials (APIGW.0301)."""
+    """Missing, malformed, expired, revoked or wrong credentials (APIGW.0301).
+
+    ``reason`` is a short, fixed word for metrics and logs (never shown to the caller).
+    """
 
     css_code = "APIGW.0301"
     status = 401
     keystone_status = 401
+
+    def __init__(self, message: str, reason: str = "credentials") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class AccessDenied(CsscertError):
@@ -130,3 +154,26 @@ class ServiceUnavailable(CsscertError):
 class ConfigurationError(CsscertError):
     """The deployment is set up wrongly (settings, master key, schema, data directory); the
     message names the cause and the fix. Never caused by an API caller."""
+
+
+class RequestTimeout(CsscertError):
+    """The request (its body) did not arrive within the server's deadline (408; the connection
+    is closed)."""
+
+    css_code = "CSS.0001"
+    status = 408
+    keystone_status = 408
+
+
+class Throttled(CsscertError):
+    """Too many requests for one credential, user or address; try again after ``retry_after``
+    seconds (429 APIGW.0308, what the cloud's gateway answers; 429 in Keystone's shape)."""
+
+    css_code = "APIGW.0308"
+    status = 429
+    keystone_status = 429
+
+    def __init__(self, message: str, retry_after: int = 1, limit: str = "credential") -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+        self.limit = limit  # which limit refused: for metrics and logs

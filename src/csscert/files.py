@@ -19,7 +19,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["NotARegularFile", "publish_new", "read_if_exists", "write_new", "write_replacing"]
+__all__ = [
+    "NotARegularFile",
+    "create_private",
+    "private_directory",
+    "publish_new",
+    "read_if_exists",
+    "write_new",
+    "write_replacing",
+]
 
 
 class NotARegularFile(OSError):
@@ -95,3 +103,40 @@ def read_if_exists(path: Path) -> bytes | None:
         return path.read_bytes()
     except FileNotFoundError:
         return None
+
+
+def private_directory(path: Path) -> None:
+    """Make ``path`` (and its parents) if missing, and make it and everything in it private to
+    its owner: the directory (and any directory in it) 0700, every regular file 0600, whatever
+    the umask was when they were made. Symlinks are left alone (never followed)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _tighten(path, 0o700)
+    for root, dirs, files in os.walk(path):
+        for name in dirs:
+            _tighten(Path(root) / name, 0o700)
+        for name in files:
+            _tighten(Path(root) / name, 0o600)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    try:
+        current = os.lstat(path)
+        if stat.S_ISLNK(current.st_mode) or stat.S_IMODE(current.st_mode) == mode:
+            return
+        if stat.S_ISDIR(current.st_mode) or stat.S_ISREG(current.st_mode):
+            os.chmod(path, mode)
+    except OSError:
+        pass  # not ours to change (another owner), or gone meanwhile
+
+
+def create_private(path: Path) -> None:
+    """Create the empty file ``path`` with mode 0600 unless it exists (for files another library
+    creates with its own mode: SQLite gives its -wal and -shm files the database file's mode)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)

@@ -18,12 +18,15 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from csscert.ca import Authority, TrustBundle, group_by_scope, has_trusted, scope_of
+from csscert.caches import BoundedCache
 from csscert.errors import ConfigurationError, ResourceNotFound
-from csscert.files import write_replacing
+from csscert.files import private_directory, write_replacing
 from csscert.identity import Directory, Identity
-from csscert.model import CertificateAuthority, Project
+from csscert.limits import Limits
+from csscert.model import CAState, CertificateAuthority, Project
 from csscert.sealing import MASTER_KEY_FILE, MasterKeyError, Sealer, load_master_key
 from csscert.settings import Settings
 from csscert.store import Conflict, SqlStore, StoreSnapshot, migrate, open_store
@@ -34,6 +37,8 @@ log = logging.getLogger("csscert")
 
 BOOTSTRAP_FILE = "bootstrap-credentials.json"
 BOOTSTRAP_USER = "csscert-admin"
+_REPRESENTATIONS_KEPT = 4096  # per view
+_REPRESENTATION_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,6 @@ class FirstStart:
     domain_name: str
     access_key: str
     credentials_file: Path
-    token: str
 
 
 class View:
@@ -61,7 +65,10 @@ class View:
         self.revision = snapshot.revision
         self.directory = Directory(snapshot, sealer, settings)
         self.truststore_default_password = settings.truststore_default_password.get_secret_value()
-        self.representations: dict[tuple[str, str, bytes], object] = {}
+        # Filled by api/download.py: (scope, format, password hash) -> its representation.
+        self.representations: BoundedCache[tuple[str, str, bytes], object] = BoundedCache(
+            "representations", _REPRESENTATIONS_KEPT, _REPRESENTATION_BYTES
+        )
         self._ca_scope = settings.ca_scope
         self._warning_days = settings.ca_expiry_warning_days
         self._by_scope: dict[str, list[CertificateAuthority]] = group_by_scope(snapshot.authorities)
@@ -84,13 +91,21 @@ class Service:
     def __init__(self, settings: Settings, *, create: bool = False) -> None:
         self.settings = settings
         if create:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            private_directory(settings.data_dir)
         master = settings.master_key.get_secret_value() if settings.master_key else None
         self.sealer = Sealer(load_master_key(master, settings.data_dir, create=create))
         self.store: SqlStore = open_store(settings)
         self._signal = self.store.change_signal
         self.authority = Authority(self.store, self.sealer, settings)
         self.identity = Identity(self.store, self.sealer, settings)
+        self.limits = Limits(
+            enabled=settings.rate_limits == "on",
+            credential=settings.rate_limit_credential,
+            login_user=settings.rate_limit_login_user,
+            login_address=settings.rate_limit_login_address,
+            workers=settings.workers,
+        )
+        self.observer: Any = None  # the API app (its access log and metrics), when serving
         self._view: View | None = None
         self._hint: bytes | None = None
         self._db_revision_seen = -1
@@ -186,9 +201,8 @@ class Service:
         }
         write_replacing(path, (json.dumps(payload, indent=2) + "\n").encode(), 0o600)
         self.authority.ensure_all()
-        token = self.identity.issue_token(BOOTSTRAP_USER, project.id).token
         return FirstStart(
-            self.settings.region, project, BOOTSTRAP_USER, self.settings.domain_name, key.access, path, token
+            self.settings.region, project, BOOTSTRAP_USER, self.settings.domain_name, key.access, path
         )
 
     def create_project(self, name: str) -> Project:
@@ -242,6 +256,41 @@ class Service:
     def close(self) -> None:
         self._stop.set()
         self.store.close()
+
+    # -- for operators (health, readiness, metrics) -------------------------------------
+
+    def readiness(self) -> dict[str, bool]:
+        """The store answers, a CA is present, and the view can be brought to the store's
+        revision. Blocking (database reads): call it off the event loop."""
+        try:
+            revision = self.store.revision()
+            has_ca = any(ca.state is not CAState.RETIRED for ca in self.store.authorities())
+        except Exception:
+            log.exception("readiness: the store does not answer")
+            return {"store": False, "ca": False, "changes": False}
+        try:
+            view = self.view()
+            if view.revision < revision:  # a change this process has not noticed yet
+                self._stale = True
+                view = self.view()
+            current = view.revision >= revision
+        except Exception:
+            log.exception("readiness: the view cannot be built")
+            current = False
+        return {"store": True, "ca": has_ca, "changes": current}
+
+    def trusted_authorities(self) -> list[CertificateAuthority]:
+        """Every CA in some trust bundle (a database read: off the event loop)."""
+        return [ca for ca in self.store.authorities() if ca.state is not CAState.RETIRED]
+
+    def cache_sizes(self) -> dict[str, int]:
+        """Entries of the process's caches (for metrics); a plain read of the current view."""
+        sizes = dict(self.limits.sizes())
+        view = self._view
+        if view is not None:
+            sizes["representations"] = len(view.representations)
+            sizes["token_verdicts"] = len(getattr(view.directory, "_verdicts", ()))
+        return sizes
 
     def now(self) -> float:
         return time.time()  # what datetime.now(UTC).timestamp() gives, without building a datetime

@@ -14,6 +14,9 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CAScope = Literal["region", "project"]
+OnOff = Literal["on", "off"]
+HttpMode = Literal["1", "2", "auto"]
+MetricsAccess = Literal["loopback", "on", "off"]
 KeyType = Literal["rsa2048", "rsa3072", "rsa4096", "p256", "p384"]
 
 _REGION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -53,11 +56,56 @@ class Settings(BaseSettings):
     truststore_default_password: SecretStr = SecretStr("changeit")
     log_level: str = "INFO"
 
+    # -- limits on the server (docs: README "Limits"; the defaults no normal client meets) --
+    http: HttpMode = Field(default="1", description="HTTP/1.1 only; '2' or 'auto' opt into HTTP/2.")
+    header_read_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    max_connections: int = Field(default=8192, ge=16, le=1_000_000, description="Per worker.")
+    backlog: int = Field(default=4096, ge=128, le=65535)
+    max_header_bytes: int = Field(default=32 * 1024, ge=16 * 1024, le=1024 * 1024)
+    truststore_builders: int = Field(default=2, ge=1, le=64)
+
+    # -- throttling (csscert.limits): N requests per S seconds ------------------------------
+    rate_limits: OnOff = "on"
+    rate_limit_credential: str = "1000/10"
+    rate_limit_login_user: str = "10/300"
+    rate_limit_login_address: str = "60/60"
+    trusted_proxies: str = Field(
+        default="", description="Comma-separated addresses/networks whose X-Forwarded-For is believed."
+    )
+
+    # -- what operators see ---------------------------------------------------------------
+    access_log: OnOff = "on"
+    metrics: MetricsAccess = "loopback"
+    metrics_token: SecretStr | None = None
+
     @field_validator("region")
     @classmethod
     def _region_is_a_name(cls, value: str) -> str:
         if not _REGION_RE.match(value):
             raise ValueError("region must be lower-case letters, digits and '-', e.g. 'eu-de'")
+        return value
+
+    @field_validator("rate_limit_credential", "rate_limit_login_user", "rate_limit_login_address")
+    @classmethod
+    def _rate_is_a_rate(cls, value: str) -> str:
+        from csscert.limits import parse_rate
+
+        parse_rate(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: str) -> str:
+        import ipaddress
+
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{item!r} is not an IP address or network, e.g. 127.0.0.1 or 10.0.0.0/8"
+                ) from exc
         return value
 
     @field_validator("ca_subject")

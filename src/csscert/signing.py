@@ -26,9 +26,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import pairwise
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from csscert.errors import AuthenticationFailed
+from csscert.errors import AuthenticationFailed, InvalidRequest
 
 __all__ = [
     "ALGORITHM",
@@ -37,11 +37,13 @@ __all__ = [
     "EMPTY_BODY_SHA256",
     "UNSIGNED_PAYLOAD",
     "AuthorizationHeader",
+    "QueryError",
     "SignatureFormatError",
     "canonical_query",
     "canonical_request",
     "canonical_uri",
     "parse_authorization",
+    "parse_query",
     "parse_sdk_date",
     "payload_hash",
     "quote_component",
@@ -71,6 +73,10 @@ _DATE_RE = re.compile(r"^\d{8}T\d{6}Z$")
 
 class SignatureFormatError(AuthenticationFailed):
     """The Authorization header or X-Sdk-Date is not in the SDK-HMAC-SHA256 format."""
+
+
+class QueryError(InvalidRequest):
+    """The query string cannot be decoded (a percent-escape that is not UTF-8)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,14 +141,29 @@ def canonical_uri(path: str, *, decoded: bool = False) -> str:
     return encoded if encoded.endswith("/") else encoded + "/"
 
 
+def parse_query(query_string: str) -> list[tuple[str, str]]:
+    """The query's (name, value) pairs, in order: THE meaning of a query string in csscert.
+
+    The signature check (:func:`canonical_query`) and every handler read the query through this
+    one function, so what a signature covers is exactly what the handler acts on. It decodes as
+    HTML forms and every HTTP client library do: ``+`` is a space, ``%2B`` a plus; names
+    without ``=`` have an empty value; empty parts are skipped; repeated names are kept.
+    Percent-escapes must be UTF-8 (otherwise two different queries could decode alike).
+    """
+    if not query_string:
+        return []
+    try:
+        return parse_qsl(query_string, keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise QueryError("the query string is not valid UTF-8 percent-encoding") from exc
+
+
 def canonical_query(query_string: str) -> str:
-    pairs: list[tuple[str, str]] = []
-    for part in query_string.split("&"):
-        if not part:
-            continue
-        key, _, value = part.partition("=")
-        pairs.append((unquote(key), unquote(value)))
-    pairs.sort()
+    """The query as the signer canonicalises it: pairs decoded by :func:`parse_query`, sorted,
+    each side percent-encoded (a space as ``%20``, a plus as ``%2B``, as the SDK signs them)."""
+    if not query_string:
+        return ""
+    pairs = sorted(parse_query(query_string))
     return "&".join(f"{_encode(key)}={_encode(value)}" for key, value in pairs)
 
 

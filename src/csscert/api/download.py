@@ -8,6 +8,7 @@ checks plus a dictionary lookup.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 
@@ -25,7 +26,6 @@ __all__ = ["PATH_PREFIX", "PATH_SUFFIX", "Representation", "download", "is_downl
 PATH_PREFIX = "/v1.0/"
 PATH_SUFFIX = "/cer/download"
 _MIN_PATH = len(PATH_PREFIX) + len(PATH_SUFFIX)
-_REPRESENTATIONS_KEPT = 4096  # per view: (scope, format, truststore password hash)
 
 
 def is_download_path(path: str) -> bool:
@@ -93,23 +93,49 @@ def _build(bundle: TrustBundle, fmt: str, password: str) -> Representation:
     )
 
 
+def _key(
+    view: View, bundle: TrustBundle, fmt: str, password: str | None
+) -> tuple[tuple[str, str, bytes], str]:
+    """The cache key of a representation (no password stays in memory: only its hash) and the
+    password to build it with."""
+    if fmt in TRUSTSTORE_FORMATS:
+        password = password or view.truststore_default_password
+        return (bundle.scope, fmt, hashlib.sha256(password.encode()).digest()), password
+    return (bundle.scope, fmt, b""), ""
+
+
+def _cached(view: View, key: tuple[str, str, bytes], now: float) -> Representation | None:
+    rep = view.representations.get(key)
+    if rep is None or rep.rebuild_at <= now:  # type: ignore[attr-defined]
+        return None
+    return rep  # type: ignore[return-value]
+
+
+def _keep(view: View, key: tuple[str, str, bytes], rep: Representation) -> Representation:
+    view.representations.put(key, rep, len(rep.body) + 512)
+    return rep
+
+
 def representation(
     view: View, bundle: TrustBundle, fmt: str, password: str | None, now: float
 ) -> Representation:
-    """The representation of ``bundle`` in ``fmt``, built once per view (and password)."""
-    secret = b""
-    if fmt in TRUSTSTORE_FORMATS:
-        password = password or view.truststore_default_password
-        secret = hashlib.sha256(password.encode()).digest()  # no password stays in memory
-    key = (bundle.scope, fmt, secret)
-    entries = view.representations
-    rep = entries.get(key)
-    if rep is None or rep.rebuild_at <= now:  # type: ignore[attr-defined]
-        rep = _build(bundle, fmt, password or "")
-        if len(entries) >= _REPRESENTATIONS_KEPT:
-            entries.clear()
-        entries[key] = rep
-    return rep  # type: ignore[return-value]
+    """The representation of ``bundle`` in ``fmt``, built once per view (and password), here."""
+    key, password = _key(view, bundle, fmt, password)
+    return _cached(view, key, now) or _keep(view, key, _build(bundle, fmt, password))
+
+
+_builders: asyncio.Semaphore | None = None
+
+
+async def _built_off_loop(service: Service, bundle: TrustBundle, fmt: str, password: str) -> Representation:
+    """A truststore costs milliseconds of CPU (PBKDF2 and MACs): it is built on a thread, never
+    on the event loop, and at most ``truststore_builders`` at a time per worker (one caller with
+    a new password per request then waits for a builder instead of taking the worker)."""
+    global _builders
+    if _builders is None:
+        _builders = asyncio.Semaphore(service.settings.truststore_builders)
+    async with _builders:
+        return await asyncio.to_thread(_build, bundle, fmt, password)
 
 
 async def download(service: Service, request: Request) -> Response:
@@ -125,12 +151,22 @@ async def download(service: Service, request: Request) -> Response:
     principal = authenticate(
         directory, request.method, path, request.query_string, headers, request.body, now
     )
+    request.caller_user = principal.user.id
+    request.caller_credential = principal.credential
+    service.limits.check_credential(principal.credential, now)
     directory.authorize_project(principal, project_id, headers.get("x-project-id"))
+    request.project_id = project_id
     fmt, password = choose_format(request.query_string, headers.get("accept"))
     bundle = view.bundle(project_id)
     if bundle is None:
         raise ResourceNotFound("the project has no certificate authority yet")
-    rep = representation(view, bundle, fmt, password, now)
+    key, password = _key(view, bundle, fmt, password)
+    rep = _cached(view, key, now)
+    if rep is None:
+        if fmt in TRUSTSTORE_FORMATS:
+            rep = _keep(view, key, await _built_off_loop(service, bundle, fmt, password))
+        else:
+            rep = _keep(view, key, _build(bundle, fmt, password))
     rid = request.request_id
     if not_modified(rep.etag, rep.last_modified, headers):
         return 304, [*rep.not_modified_headers, ("x-request-id", rid)], b""

@@ -11,7 +11,6 @@ import asyncio
 import datetime as dt
 import json
 from typing import Any
-from urllib.parse import parse_qsl
 
 from csscert.api.request import Request
 from csscert.api.wire import Response, json_response, keystone_error
@@ -20,6 +19,7 @@ from csscert.identity import Directory, IssuedToken, Principal, TokenClaims
 from csscert.identity.authenticators import authenticate, authenticate_token, password_login
 from csscert.model import Domain, Project, User
 from csscert.service import Service
+from csscert.signing import parse_query
 
 __all__ = ["auth_domains", "auth_projects", "base_url", "projects", "tokens", "version", "version_choices"]
 
@@ -148,9 +148,9 @@ def _opt_str(value: Any, what: str) -> str | None:
     return value
 
 
-async def _login(directory: Directory, body: bytes, now: float) -> IssuedToken:
+async def _login(service: Service, directory: Directory, request: Request, now: float) -> IssuedToken:
     try:
-        payload = json.loads(body)
+        payload = json.loads(request.body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidRequest("the request body is not valid JSON") from exc
     identity = _get(payload, "auth", "identity")
@@ -178,13 +178,18 @@ async def _login(directory: Directory, body: bytes, now: float) -> IssuedToken:
                 domain = _domain_ref(directory, spec.get("domain"))
             except AuthenticationFailed:
                 domain = None  # still pay the password check below: no cheap "no such domain"
+        # Throttled before argon2 runs: a locked-out user or a busy address costs nothing.
+        attempt = service.limits.begin_login(_login_key(spec), request.client, now)
         # argon2 is slow by design: verify off the event loop so other requests keep flowing.
         user = await asyncio.to_thread(password_login, directory, user_id, user_name, domain, password)
+        service.limits.login_succeeded(attempt)
     elif "token" in methods:
         token = _get(identity, "token", "id")
         if not isinstance(token, str):
             raise InvalidRequest("auth.identity.token.id must be a token")
         principal = authenticate_token(directory, token, now)
+        _note_caller(request, principal)
+        service.limits.check_credential(principal.credential, now)
         user = principal.user
         # As in Keystone, a token got with a token never outlives the one it came from.
         expires_at = principal.claims.expires_at if principal.claims is not None else None
@@ -213,6 +218,22 @@ async def _login(directory: Directory, body: bytes, now: float) -> IssuedToken:
     return directory.mint_token(user, project, methods_used, now, expires_at=expires_at)
 
 
+def _login_key(spec: dict[str, Any]) -> str:
+    """The user a password login names, as the caller named it (whether or not it exists)."""
+    user_id = spec.get("id")
+    if isinstance(user_id, str) and user_id:
+        return f"id:{user_id}"
+    ref = _get(spec, "domain", "id") or _get(spec, "domain", "name")
+    return f"name:{ref if isinstance(ref, str) else ''}/{spec.get('name')}"
+
+
+def _note_caller(request: Request, principal: Principal) -> None:
+    request.caller_user = principal.user.id
+    request.caller_credential = principal.credential
+    if principal.project_id is not None:
+        request.project_id = principal.project_id
+
+
 def base_url(service: Service, request: Request) -> str:
     """The base URL clients reach us at: ``--public-url``, else the Host they used (when it is a
     plain host[:port]), else the listening address."""
@@ -236,15 +257,19 @@ async def tokens(service: Service, request: Request) -> Response:
     directory = service.view().directory
     now = service.now()
     base = base_url(service, request)
-    with_catalog = "nocatalog" not in dict(parse_qsl(request.query_string, keep_blank_values=True))
+    with_catalog = all(name != "nocatalog" for name, _ in parse_query(request.query_string))
     if request.method == "POST":
-        issued = await _login(directory, request.body, now)
+        issued = await _login(service, directory, request, now)
+        request.caller_user = issued.claims.user_id
+        request.project_id = issued.claims.project_id or ""
         body = _token_body(service, directory, issued.claims, base, with_catalog)
         return json_response(201, body, rid, [("x-subject-token", issued.token)])
     caller_token = request.headers.get("x-auth-token")
     if not caller_token:
         raise AuthenticationFailed(_UNAUTHORIZED + " X-Auth-Token is missing.")
     caller = authenticate_token(directory, caller_token, now)
+    _note_caller(request, caller)
+    service.limits.check_credential(caller.credential, now)
     subject = request.headers.get("x-subject-token")
     if not subject:
         raise InvalidRequest("X-Subject-Token is required")
@@ -268,6 +293,7 @@ async def tokens(service: Service, request: Request) -> Response:
 
 def _caller(service: Service, request: Request) -> tuple[Directory, Principal]:
     directory = service.view().directory
+    now = service.now()
     principal = authenticate(
         directory,
         request.method,
@@ -275,8 +301,10 @@ def _caller(service: Service, request: Request) -> tuple[Directory, Principal]:
         request.query_string,
         request.headers,
         request.body,
-        service.now(),
+        now,
     )
+    _note_caller(request, principal)
+    service.limits.check_credential(principal.credential, now)
     return directory, principal
 
 
@@ -307,7 +335,7 @@ def _projects(
     if listing and principal.project_id is not None:
         found = [p for p in found if p.id == principal.project_id]
     if listing:
-        for name, value in parse_qsl(request.query_string, keep_blank_values=True):
+        for name, value in parse_query(request.query_string):
             if name == "name":
                 found = [p for p in found if p.name == value]
             elif name == "domain_id":

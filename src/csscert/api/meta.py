@@ -1,4 +1,4 @@
-"""Routes about the service itself: the root (also Keystone's version discovery), health, OpenAPI."""
+"""Routes about the service itself: the root (also Keystone's version discovery) and OpenAPI."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from csscert.api.request import Request
 from csscert.api.wire import Response, json_response
 from csscert.service import Service
 
-__all__ = ["healthz", "openapi", "root"]
+__all__ = ["openapi", "root"]
 
 _openapi: bytes | None = None  # a packaged file: lives as long as the process
 
@@ -18,10 +18,6 @@ async def root(service: Service, request: Request) -> Response:
     """``GET /``: alive, and Keystone's version list, so ``auth_url=<base URL>`` discovers /v3."""
     versions = version_choices(base_url(service, request))
     return json_response(200, {"status": "ok", "service": "csscert", **versions}, request.request_id)
-
-
-async def healthz(service: Service, request: Request) -> Response:
-    return json_response(200, {"status": "ok", "service": "csscert"}, request.request_id)
 
 
 async def openapi(service: Service, request: Request) -> Response:

@@ -11,15 +11,16 @@ import re
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-from urllib.parse import parse_qsl
 
-from csscert.errors import InvalidRequest, NotAcceptable
+from csscert.errors import InvalidRequest, NotAcceptable, caller_text
+from csscert.signing import parse_query
 
 __all__ = [
     "FORMATS",
     "SUPPORTED_MEDIA_TYPES",
     "TRUSTSTORE_FORMATS",
     "accept_format",
+    "cache_sizes",
     "choose_format",
     "not_modified",
 ]
@@ -85,21 +86,24 @@ _ACCEPT_CACHE_ENTRIES = 256
 _ACCEPT_CACHE_KEY_MAX = 256
 
 
+def cache_sizes() -> dict[str, int]:
+    """Entries of this module's memo (for metrics)."""
+    return {"accept_formats": len(_accept_cache)}
+
+
 def choose_format(query_string: str, accept: str | None) -> tuple[str, str | None]:
     """(format, truststore password) from ``format``/``password`` query parameters or Accept."""
     fmt: str | None = None
     password: str | None = None
     if query_string:
-        try:
-            params = parse_qsl(query_string, keep_blank_values=True, strict_parsing=False, errors="strict")
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise InvalidRequest("the query string is not valid UTF-8 percent-encoding") from exc
-        for name, value in params:
+        for name, value in parse_query(query_string):
             if name == "format":
                 if fmt is not None:
                     raise InvalidRequest("give 'format' once")
                 if value.lower() not in FORMATS:
-                    raise InvalidRequest(f"unsupported format {value!r}; supported: {', '.join(FORMATS)}")
+                    raise InvalidRequest(
+                        f"unsupported format {caller_text(value)}; supported: {', '.join(FORMATS)}"
+                    )
                 fmt = value.lower()
             elif name == "password":
                 if password is not None:

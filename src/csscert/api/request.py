@@ -15,7 +15,13 @@ class Request:
     """One HTTP request. ``headers`` has lower-case names; ``path`` is percent-decoded.
 
     ``body_too_large`` is set (and ``body`` left empty) when the body passed :data:`MAX_BODY`:
-    the route's error shape then answers it, so the body is never buffered past the limit.
+    the route's error shape then answers it, so the body is never buffered past the limit;
+    ``body_timed_out`` when it did not arrive within the body deadline.
+
+    ``client`` is the caller's address (the peer's, or the one a trusted proxy forwarded). The
+    ``caller_*`` fields and ``project_id`` start empty; a handler fills them once it knows who
+    called (for the access log and audit records): the user id, the access key or the token's
+    audit id, and the project the request acted on. Plain attribute writes: cheap on the hot path.
     """
 
     method: str
@@ -26,3 +32,9 @@ class Request:
     scheme: str
     request_id: str
     body_too_large: bool = False
+    body_timed_out: bool = False
+    client: str = ""
+    route: str = ""
+    caller_user: str = ""
+    caller_credential: str = ""
+    project_id: str = ""

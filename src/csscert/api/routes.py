@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from csscert.api import keystone, meta
+from csscert.api import keystone, meta, status
 from csscert.api.download import download, is_download_path
 from csscert.api.request import Request
 from csscert.api.wire import CSS_SHAPE, KEYSTONE_SHAPE, ErrorShape, Response
-from csscert.errors import RouteNotFound
+from csscert.errors import RouteNotFound, caller_text
 from csscert.service import Service
 
 __all__ = ["ROUTES", "Handler", "Route", "resolve"]
@@ -55,7 +55,7 @@ async def _gateway_not_found(service: Service, request: Request) -> Response:
 
 
 async def _keystone_not_found(service: Service, request: Request) -> Response:
-    raise RouteNotFound(f"The resource could not be found: {request.path[:200]}")
+    raise RouteNotFound(f"The resource could not be found: {caller_text(request.path)}")
 
 
 _ANY = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
@@ -83,7 +83,9 @@ ROUTES: tuple[Route, ...] = (
         "keystone.auth_domains", _keystone("/v3/auth/domains"), _READ, keystone.auth_domains, KEYSTONE_SHAPE
     ),
     Route("root", _exact("/"), _READ, meta.root, CSS_SHAPE),
-    Route("healthz", _exact("/healthz"), _READ, meta.healthz, CSS_SHAPE),
+    Route("healthz", _exact("/healthz"), _READ, status.healthz, CSS_SHAPE),
+    Route("readyz", _exact("/readyz"), _READ, status.readyz, CSS_SHAPE),
+    Route("metrics", _exact("/metrics"), _READ, status.metrics, CSS_SHAPE),
     Route("openapi", _exact("/openapi.json"), _READ, meta.openapi, CSS_SHAPE),
 )
 _KEYSTONE_FALLBACK = Route("keystone.not_found", lambda _: True, _ANY, _keystone_not_found, KEYSTONE_SHAPE)

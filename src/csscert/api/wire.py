@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from csscert.errors import CsscertError, MethodNotAllowed, ServiceUnavailable
+from csscert.errors import CsscertError, MethodNotAllowed, RequestTimeout, ServiceUnavailable, Throttled
 
 __all__ = [
     "CSS_ERRORS",
@@ -21,6 +21,7 @@ __all__ = [
     "ErrorShape",
     "Headers",
     "Response",
+    "cache_sizes",
     "css_error",
     "json_response",
     "keystone_error",
@@ -41,6 +42,7 @@ CSS_ERRORS: dict[str, tuple[int, str]] = {
     "CSS.9999": (500, "Failed to process the request."),
     "APIGW.0301": (401, "Incorrect IAM authentication information."),
     "APIGW.0101": (404, "The API does not exist or has not been published in the environment."),
+    "APIGW.0308": (429, "The throttling threshold has been reached."),
 }
 
 
@@ -48,11 +50,17 @@ def new_request_id() -> str:
     return os.urandom(16).hex()
 
 
-# A memo of a pure function (it may live as long as the process): bounded in entries and, since
-# some messages quote what the caller sent, only short messages are kept.
+# A memo of a pure function (it may live as long as the process). Messages quote caller text only
+# through ``errors.caller_text`` (cut to 64 characters), and only short messages are kept, so the
+# memo is bounded in entries and in bytes; past the bound it stops growing and bodies are built anew.
 _prefix_cache: dict[tuple[str, str], tuple[bytes, bytes]] = {}
 _PREFIX_CACHE_ENTRIES = 1024
-_PREFIX_CACHE_MESSAGE_MAX = 256
+_PREFIX_CACHE_MESSAGE_MAX = 256  # characters: 1,024 entries stay under ~1 MiB
+
+
+def cache_sizes() -> dict[str, int]:
+    """Entries of this module's memo (for metrics)."""
+    return {"error_bodies": len(_prefix_cache)}
 
 
 def _error_parts(code: str, message: str) -> tuple[bytes, bytes]:
@@ -95,7 +103,9 @@ _KEYSTONE_TITLES = {
     406: "Not Acceptable",
     409: "Conflict",
     413: "Request Entity Too Large",
+    408: "Request Timeout",
     415: "Unsupported Media Type",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -125,8 +135,10 @@ def _extra_headers(error: CsscertError) -> list[tuple[str, str]]:
     extra: list[tuple[str, str]] = []
     if isinstance(error, MethodNotAllowed):
         extra.append(("allow", error.allow))
-    if isinstance(error, ServiceUnavailable):
+    if isinstance(error, ServiceUnavailable | Throttled):
         extra.append(("retry-after", str(error.retry_after)))
+    if isinstance(error, RequestTimeout):
+        extra.append(("connection", "close"))  # the rest of the body is not waited for
     return extra
 
 

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Mapping
 
 from csscert import signing
-from csscert.errors import AuthenticationFailed
+from csscert.errors import AuthenticationFailed, caller_text
 from csscert.identity.credentials import DUMMY_SECRET, password_matches
 from csscert.identity.directory import Directory, Principal
 from csscert.identity.tokens import IAM_PREFIX, TokenClaims
@@ -42,7 +42,9 @@ def authenticate(
         return authenticate_signature(
             directory, authorization, method, path, query_string, headers, body, now
         )
-    raise AuthenticationFailed(IAM_PREFIX + "the request carries neither X-Auth-Token nor an AK/SK signature")
+    raise AuthenticationFailed(
+        IAM_PREFIX + "the request carries neither X-Auth-Token nor an AK/SK signature", "missing"
+    )
 
 
 def authenticate_token(directory: Directory, token: str, now: float) -> Principal:
@@ -52,10 +54,10 @@ def authenticate_token(directory: Directory, token: str, now: float) -> Principa
     if verdict is None:
         verdict = _verify_token(directory, token, now)
     elif isinstance(verdict, str):
-        raise AuthenticationFailed(verdict)
+        raise AuthenticationFailed(verdict, "token")
     assert verdict.claims is not None
     if now >= verdict.claims.expires_at:
-        raise AuthenticationFailed(IAM_PREFIX + "the token has expired")
+        raise AuthenticationFailed(IAM_PREFIX + "the token has expired", "token_expired")
     return verdict
 
 
@@ -66,7 +68,7 @@ def _verify_token(directory: Directory, token: str, now: float) -> Principal:
         directory.remember_refusal(token, exc)
         raise
     if now >= claims.expires_at:  # time-bound, so not remembered
-        raise AuthenticationFailed(IAM_PREFIX + "the token has expired")
+        raise AuthenticationFailed(IAM_PREFIX + "the token has expired", "token_expired")
     try:
         principal = _token_principal(directory, claims)
     except AuthenticationFailed as exc:
@@ -78,14 +80,14 @@ def _verify_token(directory: Directory, token: str, now: float) -> Principal:
 
 def _token_principal(directory: Directory, claims: TokenClaims) -> Principal:
     if directory.is_revoked(claims):
-        raise AuthenticationFailed(IAM_PREFIX + "the token has been revoked")
+        raise AuthenticationFailed(IAM_PREFIX + "the token has been revoked", "token_revoked")
     user = directory.users.get(claims.user_id)
     if user is None or not user.enabled or user.domain_id != claims.domain_id:
-        raise AuthenticationFailed(IAM_PREFIX + "the token's user is disabled or deleted")
+        raise AuthenticationFailed(IAM_PREFIX + "the token's user is disabled or deleted", "token")
     domain = directory.domains[user.domain_id]
     if not domain.enabled:
-        raise AuthenticationFailed(IAM_PREFIX + "the token's domain is disabled")
-    return Principal(user, domain, "token", claims.project_id, claims)
+        raise AuthenticationFailed(IAM_PREFIX + "the token's domain is disabled", "token")
+    return Principal(user, domain, "token", claims.project_id, claims, claims.audit_id)
 
 
 def authenticate_signature(
@@ -105,24 +107,29 @@ def authenticate_signature(
             raise signing.SignatureFormatError("the X-Sdk-Date header is missing")
         signed_at = signing.parse_sdk_date(sdk_date).timestamp()
     except signing.SignatureFormatError as exc:
-        raise AuthenticationFailed(IAM_PREFIX + str(exc)) from exc
+        raise AuthenticationFailed(IAM_PREFIX + str(exc), "signature") from exc
     if "x-sdk-date" not in parsed.signed_headers or "host" not in parsed.signed_headers:
-        raise AuthenticationFailed(IAM_PREFIX + "SignedHeaders must include host and x-sdk-date")
+        raise AuthenticationFailed(IAM_PREFIX + "SignedHeaders must include host and x-sdk-date", "signature")
     skew = directory.settings.sdk_date_skew_seconds
     if abs(now - signed_at) > skew:
         window = f"{skew // 60} minutes" if skew % 60 == 0 else f"{skew} seconds"
         raise AuthenticationFailed(
-            IAM_PREFIX + f"X-Sdk-Date {sdk_date} is more than {window} away from the server's time"
+            IAM_PREFIX + f"X-Sdk-Date {sdk_date} is more than {window} away from the server's time",
+            "signature_date",
         )
     if headers.get("x-security-token"):
         raise AuthenticationFailed(
-            IAM_PREFIX + "temporary security credentials (X-Security-Token) are not supported by this service"
+            IAM_PREFIX
+            + "temporary security credentials (X-Security-Token) are not supported by this service",
+            "signature",
         )
     values: dict[str, str] = {}
     for name in parsed.signed_headers:
         value = headers.get(name)
         if value is None:
-            raise AuthenticationFailed(IAM_PREFIX + f"signed header {name!r} is not in the request")
+            raise AuthenticationFailed(
+                IAM_PREFIX + f"signed header {caller_text(name)} is not in the request", "signature"
+            )
         values[name] = value
     # The SDK signs X-Sdk-Content-Sha256 whenever it sets it; an unsigned one is ignored, and a
     # declared digest must be the body's (only UNSIGNED-PAYLOAD leaves the body unsigned).
@@ -133,7 +140,9 @@ def authenticate_signature(
         and declared != signing.UNSIGNED_PAYLOAD
         and declared != hashlib.sha256(body).hexdigest()
     ):
-        raise AuthenticationFailed(IAM_PREFIX + "X-Sdk-Content-Sha256 does not match the request body")
+        raise AuthenticationFailed(
+            IAM_PREFIX + "X-Sdk-Content-Sha256 does not match the request body", "signature"
+        )
     entry = directory.access_key(parsed.access)
     secret = entry[1] if entry is not None else DUMMY_SECRET  # same work either way
     expected = signing.request_signature(
@@ -149,14 +158,14 @@ def authenticate_signature(
     )
     matches = signing.signatures_equal(expected, parsed.signature)
     if entry is None or not matches or not entry[0].enabled:
-        raise AuthenticationFailed(_BAD_SIGNATURE)
+        raise AuthenticationFailed(_BAD_SIGNATURE, "signature")
     user = directory.users.get(entry[0].user_id)
     if user is None or not user.enabled:
-        raise AuthenticationFailed(_BAD_SIGNATURE)
+        raise AuthenticationFailed(_BAD_SIGNATURE, "signature")
     domain = directory.domains[user.domain_id]
     if not domain.enabled:
-        raise AuthenticationFailed(_BAD_SIGNATURE)
-    return Principal(user, domain, "aksk", None)
+        raise AuthenticationFailed(_BAD_SIGNATURE, "signature")
+    return Principal(user, domain, "aksk", None, None, parsed.access)
 
 
 def password_login(
@@ -170,7 +179,7 @@ def password_login(
         user = directory.users_by_name.get((domain.id, user_name))
     stored = user.password_hash if user is not None else None
     if not password_matches(stored, password) or user is None:
-        raise AuthenticationFailed(_UNAUTHORIZED)
+        raise AuthenticationFailed(_UNAUTHORIZED, "password")
     if not user.enabled or not directory.domains[user.domain_id].enabled:
-        raise AuthenticationFailed(_UNAUTHORIZED)
+        raise AuthenticationFailed(_UNAUTHORIZED, "password")
     return user

@@ -39,6 +39,7 @@ class Principal:
     method: str  # "token" or "aksk"
     project_id: str | None  # the token's project scope; None for AK/SK (any granted project)
     claims: TokenClaims | None = None
+    credential: str = ""  # what identifies the credential in logs and limits: audit id or access key
 
 
 class Directory:

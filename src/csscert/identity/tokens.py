@@ -67,7 +67,7 @@ class TokenClaims:
                 int(expires_at),
             )
         except (ValueError, TypeError) as exc:
-            raise AuthenticationFailed(_INVALID) from exc
+            raise AuthenticationFailed(_INVALID, "token") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +95,12 @@ class TokenCodec:
         edits decode to the same bytes. Only the canonical encoding is accepted.
         """
         if self._fernet is None or len(token) > TOKEN_MAX_LENGTH:
-            raise AuthenticationFailed(_INVALID)
+            raise AuthenticationFailed(_INVALID, "token")
         try:
             encoded = token.encode("ascii")
             if base64.urlsafe_b64encode(base64.urlsafe_b64decode(encoded)) != encoded:
                 raise InvalidToken
             raw = self._fernet.decrypt(encoded)
         except (InvalidToken, UnicodeEncodeError, ValueError, binascii.Error) as exc:
-            raise AuthenticationFailed(_INVALID) from exc
+            raise AuthenticationFailed(_INVALID, "token") from exc
         return TokenClaims.from_json(raw)

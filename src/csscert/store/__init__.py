@@ -6,6 +6,7 @@ Nothing above this package sees SQLAlchemy; it gets the plain records of :mod:`c
 from __future__ import annotations
 
 import fcntl
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import make_url, text
 
 from csscert.errors import ConfigurationError
+from csscert.files import create_private, private_directory
 from csscert.settings import Settings
 from csscert.store.sql import Conflict, NotFound, SqlStore, StoreSnapshot
 
@@ -44,10 +46,18 @@ _DOWN_REVISION = re.compile(r'^down_revision\s*=\s*(?:None|"([^"]+)")\s*$', re.M
 
 
 def open_store(settings: Settings) -> SqlStore:
+    """The store of ``settings``. The data directory is made private on the way (0700, files in
+    it 0600, existing ones tightened), and an SQLite file is created 0600 before SQLite opens it
+    (its -wal and -shm files then get the same mode)."""
     hint = None
     if settings.uses_embedded_database or settings.data_dir.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(settings.data_dir)
         hint = settings.data_dir / HINT_FILE
+    url = make_url(settings.sqlalchemy_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        database = Path(url.database)
+        if database.parent.is_dir():
+            create_private(database)
     return SqlStore(settings.sqlalchemy_url, hint_path=hint)
 
 
@@ -86,7 +96,8 @@ def _migration_lock(store: SqlStore) -> Iterator[None]:
     all see an empty schema and race to create it."""
     url = make_url(store.url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        with open(f"{url.database}.migrate.lock", "a") as handle:
+        fd = os.open(f"{url.database}.migrate.lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

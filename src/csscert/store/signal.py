@@ -26,7 +26,7 @@ class ChangeSignal:
         self._inode: int | None = None
 
     def bump(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             os.pwrite(fd, os.urandom(_WORD), 0)
         finally:
@@ -55,7 +55,7 @@ class ChangeSignal:
 
     def _open(self) -> mmap.mmap | None:
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError:
             return None
         try:

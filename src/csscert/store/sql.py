@@ -83,6 +83,11 @@ class SqlStore:
         self.engine: Engine = create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.errors = 0  # errors the driver raised, for metrics
+        event.listen(self.engine, "handle_error", self._count_error)
+
+    def _count_error(self, _context: Any) -> None:
+        self.errors += 1
 
     def close(self) -> None:
         self.engine.dispose()
@@ -151,9 +156,7 @@ class SqlStore:
             projects=tuple(_project(r) for r in conn.execute(select(t.projects))),
             users=self._users(conn),
             access_keys=tuple(_access_key(r) for r in conn.execute(select(t.access_keys))),
-            authorities=tuple(
-                _ca(r) for r in conn.execute(select(t.certificate_authorities))
-            ),
+            authorities=tuple(_ca(r) for r in conn.execute(select(t.certificate_authorities))),
             fernet_keys=tuple(_fernet(r) for r in conn.execute(select(t.fernet_keys))),
             revocations=tuple(
                 Revocation(r.audit_id, _utc(r.expires_at))
