@@ -183,6 +183,11 @@ class Metrics:
             registry=reg,
             multiprocess_mode="livesum",
         )
+        # Known label values start at 0, so a rate over them is defined before the first event.
+        for limit in ("credential", "login_user", "login_address"):
+            self._throttled.labels(limit)
+        for reason in ("missing", "token", "token_expired", "token_revoked", "signature", "password"):
+            self._auth_failures.labels(reason)
         self._multiprocess = multiprocess
         self._live = live
         # hot-path tallies: (route, status) -> [count]; route -> [bucket counts..., sum]
