@@ -44,6 +44,8 @@ LABELS = [
     "GET /v3/projects",
     "GET /v3/auth/projects",
     "GET /healthz",
+    "GET /readyz",
+    "GET /metrics",
 ]
 
 

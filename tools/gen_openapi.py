@@ -68,6 +68,11 @@ CSS_ERRORS = {
     "404": css_err("Project not found (CSS.0016)."),
     "405": css_err("Method not allowed."),
     "406": css_err("No acceptable representation."),
+    "408": css_err("The request body did not arrive in time; the connection is closed."),
+    "429": {
+        **css_err("Too many requests with this credential (APIGW.0308); see Retry-After."),
+        "headers": {**REQUEST_ID, "Retry-After": {"schema": {"type": "string"}, "description": "Seconds."}},
+    },
     "500": css_err("Internal failure (CSS.9999), no detail."),
 }
 KS_ERRORS = {
@@ -76,10 +81,32 @@ KS_ERRORS = {
     "403": ks_err("Forbidden."),
     "404": ks_err("Not found."),
     "405": ks_err("Method not allowed."),
+    "408": ks_err("The request body did not arrive in time; the connection is closed."),
     "413": ks_err("Request body too large."),
+    "429": {
+        **ks_err("Too many requests (per credential; logins per user and address); see Retry-After."),
+        "headers": {**REQUEST_ID, "Retry-After": {"schema": {"type": "string"}, "description": "Seconds."}},
+    },
     "500": ks_err("Internal failure, no detail."),
 }
 SECURITY: list[dict[str, list[str]]] = [{"token": []}, {"aksk": []}]
+
+readiness = {
+    "type": "object",
+    "required": ["status", "checks"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+        "checks": {
+            "type": "object",
+            "required": ["store", "ca", "changes"],
+            "properties": {
+                "store": {"type": "boolean"},
+                "ca": {"type": "boolean"},
+                "changes": {"type": "boolean"},
+            },
+        },
+    },
+}
 
 download_ok = {
     "description": "The trust bundle (PEM by default; see `format`).",
@@ -323,12 +350,52 @@ document = {
         "/healthz": {
             "get": {
                 "operationId": "Health",
+                "summary": "Alive: the process answers (nothing else is checked).",
                 "security": [],
                 "responses": {
                     "200": {
                         "description": "Up.",
+                        "headers": REQUEST_ID,
                         "content": {"application/json": {"schema": {"type": "object"}}},
                     }
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "Ready",
+                "summary": "Ready: the store answers, a CA is present, the view is at the store's revision.",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "Ready.",
+                        "headers": REQUEST_ID,
+                        "content": {"application/json": {"schema": readiness}},
+                    },
+                    "503": {
+                        "description": "Not ready; `checks` says what failed.",
+                        "headers": REQUEST_ID,
+                        "content": {"application/json": {"schema": readiness}},
+                    },
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "Metrics",
+                "summary": (
+                    "Prometheus metrics of the whole server. By default only from the loopback interface "
+                    "(CSSCERT_METRICS=loopback|on|off; CSSCERT_METRICS_TOKEN admits a bearer token)."
+                ),
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The Prometheus text exposition format.",
+                        "headers": REQUEST_ID,
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "403": css_err("Not from the loopback interface, and no metrics token (CSS.0015)."),
+                    "404": css_err("Metrics are off (APIGW.0101)."),
                 },
             }
         },
