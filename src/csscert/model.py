@@ -15,6 +15,7 @@ from enum import StrEnum
 __all__ = [
     "PROJECT_ID_RE",
     "AccessKey",
+    "AuditRecord",
     "CAState",
     "CertificateAuthority",
     "Domain",
@@ -118,3 +119,17 @@ class FernetKey:
 class Revocation:
     audit_id: str
     expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One change in the audit trail: when, at which store revision, who, from where, what."""
+
+    id: int
+    at: datetime
+    revision: int
+    actor: str
+    origin: str
+    action: str
+    target: str
+    detail: str

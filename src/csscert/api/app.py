@@ -20,6 +20,7 @@ from csscert.api.request import MAX_BODY, Request
 from csscert.api.routes import resolve
 from csscert.api.status import live_families
 from csscert.api.wire import Response, new_request_id
+from csscert.audit import ACTOR, api_actor
 from csscert.errors import (
     AuthenticationFailed,
     CsscertError,
@@ -240,6 +241,9 @@ class App:
         route's shape (an unexpected one as a bare 500, its detail only in the log)."""
         route = resolve(request.path)
         request.route = route.name
+        if request.method != "GET" and request.method != "HEAD":
+            # Changes this request makes are recorded as its caller's (known after authentication).
+            ACTOR.set(api_actor(lambda: request.caller_user, request.client, request.request_id))
         try:
             if request.method not in route.methods:
                 raise MethodNotAllowed(

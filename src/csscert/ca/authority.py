@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from csscert.audit import AuditEntry
 from csscert.ca.bundle import trusted_first
 from csscert.ca.names import (
     REGION_SCOPE,
@@ -49,6 +50,10 @@ def _now() -> dt.datetime:
 
 def _fingerprint(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def _ca(ca: CertificateAuthority) -> str:
+    return f"CA {ca.fingerprint_sha256[:16]} scope {ca.scope}"
 
 
 def _seal_context(ca_id: str) -> str:
@@ -89,7 +94,8 @@ class Authority:
         if self._store.authorities(scope):
             return False
         ca, _ = self._new_ca(scope)
-        return self._store.add_authority(ca, only_if_scope_empty=True)
+        audit = AuditEntry("ca.create", _ca(ca), f"valid until {ca.not_after.isoformat()}")
+        return self._store.add_authority(ca, only_if_scope_empty=True, audit=audit)
 
     def ensure_all(self) -> list[str]:
         return [scope for scope in self.scopes() if self.ensure(scope)]
@@ -120,7 +126,8 @@ class Authority:
         ca, _ = self._new_ca(scope)
         stamp = self._change_time(scope)
         ca = replace(ca, created_at=stamp, changed_at=stamp)
-        self._store.add_authority(ca)
+        audit = AuditEntry("ca.rotate", _ca(ca), f"valid until {ca.not_after.isoformat()}")
+        self._store.add_authority(ca, audit=audit)
         return ca
 
     def _change_time(self, scope: str) -> dt.datetime:
@@ -184,7 +191,7 @@ class Authority:
                 "re-issue them with 'csscert cert issue', or pass --force"
             )
         self._change_time(ca.scope)
-        self._store.retire_authority(ca.id)
+        self._store.retire_authority(ca.id, audit=AuditEntry("ca.retire", _ca(ca), "forced" if force else ""))
         return ca
 
     # -- node certificates --------------------------------------------------------------
@@ -289,12 +296,21 @@ class Authority:
             ca_bundle_pem=b"".join(ca.cert_pem for ca in self.trusted(scope)),
             record=record,
         )
-        self._store.record_issued(record)
+        audit = AuditEntry(
+            "cert.issue",
+            f"node {record.name} serial {record.serial} project {project_id}",
+            f"SANs {record.sans}; CA {signer.fingerprint_sha256[:16]}; until {record.not_after.isoformat()}",
+        )
+        self._store.record_issued(record, audit=audit)
         if deliver is not None:
             try:
                 deliver(node)
             except BaseException:
-                self._store.delete_issued(record.serial)  # never delivered: not on record either
+                # Never delivered: not on record either (the trail says so).
+                withdrawn = AuditEntry(
+                    "cert.withdraw", f"node {record.name} serial {record.serial}", "delivery failed"
+                )
+                self._store.delete_issued(record.serial, audit=withdrawn)
                 raise
         return node
 

@@ -9,13 +9,16 @@ in :meth:`CsscertGroup.invoke`, the only place that does so.
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 from typing import Any
 
 import click
 
+from csscert.audit import ACTOR, cli_actor
 from csscert.cli.common import KEY_TYPES, one_line
 from csscert.cli.output import fail
+from csscert.logs import configure as configure_logging
 
 __all__ = ["cli", "main"]
 
@@ -29,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "user": ("user", "user", "Users of the default domain."),
     "credential": ("credential", "credential", "Access keys (AK/SK) for SDK-HMAC-SHA256 signing."),
     "token": ("token", "token", "X-Auth-Token tokens (Fernet, 24 hours)."),
+    "audit": ("audit", "audit", "The audit trail: every change, who made it, from where."),
     "download": ("client", "download", "Download the certificate through the API and print its fingerprint."),
     "verify": ("client", "verify", "Verify a TLS server's chain and hostname against a CA file."),
 }
@@ -56,6 +60,10 @@ class CsscertGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
+        ACTOR.set(cli_actor())  # every change this command makes is recorded as this person's
+        # Changes are logged (standard error) as well as recorded; other lines only from warnings up.
+        configure_logging("WARNING")
+        logging.getLogger("csscert.audit").setLevel(logging.INFO)
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):

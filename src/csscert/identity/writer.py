@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from cryptography.fernet import Fernet
 
+from csscert.audit import AuditEntry
 from csscert.errors import InvalidRequest, ResourceNotFound
 from csscert.identity.credentials import generate_access_key, generate_secret_key, hash_password, sk_context
 from csscert.identity.directory import USER_REVOCATION_PREFIX, Directory
@@ -25,6 +26,10 @@ __all__ = ["Identity"]
 
 _TOKEN_KEYS_KEPT = 3
 _NEVER = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
+
+
+def _user(user: User) -> str:
+    return f"user {user.name} ({user.id})"
 
 
 class Identity:
@@ -52,7 +57,8 @@ class Identity:
     # -- domains & projects -------------------------------------------------------------
 
     def default_domain(self) -> Domain:
-        return self._store.ensure_domain(new_id(), self._settings.domain_name)
+        name = self._settings.domain_name
+        return self._store.ensure_domain(new_id(), name, audit=AuditEntry("domain.create", f"domain {name}"))
 
     def project_name(self, name: str) -> str:
         """Project names follow the cloud: the region name, or ``<region>_<suffix>``."""
@@ -64,7 +70,9 @@ class Identity:
 
     def create_project(self, name: str) -> Project:
         domain = self.default_domain()
-        return self._store.create_project(new_id(), self.project_name(name), domain.id)
+        project_id, full_name = new_id(), self.project_name(name)
+        audit = AuditEntry("project.create", f"project {full_name} ({project_id})")
+        return self._store.create_project(project_id, full_name, domain.id, audit=audit)
 
     def resolve_project(self, ref: str) -> Project:
         for project in self._store.projects():
@@ -89,12 +97,19 @@ class Identity:
             raise InvalidRequest("grant the user at least one project (--project)")
         password_hash = hash_password(password) if password is not None else None
         domain_id = self.default_domain().id
-        return self._store.create_user(new_id(), name.strip(), domain_id, password_hash, project_ids)
+        user_id, name = new_id(), name.strip()
+        audit = AuditEntry(
+            "user.create",
+            f"user {name} ({user_id})",
+            f"projects {', '.join(project_ids)}; password {'set' if password_hash else 'none'}",
+        )
+        return self._store.create_user(user_id, name, domain_id, password_hash, project_ids, audit=audit)
 
     def set_password(self, user_ref: str, password: str) -> None:
         """A new password; like Keystone, tokens issued before stop working."""
         user = self.resolve_user(user_ref)
-        self._store.set_user_password(user.id, hash_password(password))
+        audit = AuditEntry("user.set-password", _user(user))
+        self._store.set_user_password(user.id, hash_password(password), audit=audit)
         self.revoke_user_tokens(user)
 
     def set_user_enabled(self, user_ref: str, enabled: bool) -> User:
@@ -102,7 +117,8 @@ class Identity:
         user = self.resolve_user(user_ref)
         if not enabled:
             self.revoke_user_tokens(user)
-        self._store.set_user_enabled(user.id, enabled)
+        audit = AuditEntry("user.enable" if enabled else "user.disable", _user(user))
+        self._store.set_user_enabled(user.id, enabled, audit=audit)
         return user
 
     def revoke_user_tokens(self, user: User) -> None:
@@ -113,11 +129,12 @@ class Identity:
         # may differ between the server and a CLI), so the event must outlive any of them. Only
         # the newest event per user matters; it supersedes the older ones.
         prefix = f"{USER_REVOCATION_PREFIX}{user.id}@"
-        self._store.add_revocation(f"{prefix}{millis}", _NEVER, supersedes=prefix)
+        audit = AuditEntry("token.revoke-user", _user(user), "every token issued until now")
+        self._store.add_revocation(f"{prefix}{millis}", _NEVER, supersedes=prefix, audit=audit)
 
     def delete_user(self, user_ref: str) -> User:
         user = self.resolve_user(user_ref)
-        self._store.delete_user(user.id)
+        self._store.delete_user(user.id, audit=AuditEntry("user.delete", _user(user)))
         return user
 
     def users(self) -> list[User]:
@@ -130,8 +147,9 @@ class Identity:
         user = self.resolve_user(user_ref)
         secret = generate_secret_key()
         access = generate_access_key()
+        audit = AuditEntry("credential.create", f"access key {access} of {_user(user)}", description[:200])
         key = self._store.create_access_key(
-            access, user.id, self._sealer.seal(secret.encode(), sk_context(access)), description
+            access, user.id, self._sealer.seal(secret.encode(), sk_context(access)), description, audit=audit
         )
         return key, secret
 
@@ -144,13 +162,18 @@ class Identity:
 
     def set_credential_enabled(self, access: str, enabled: bool) -> None:
         try:
-            self._store.set_access_key_enabled(access, enabled)
+            action = "credential.enable" if enabled else "credential.disable"
+            self._store.set_access_key_enabled(
+                access, enabled, audit=AuditEntry(action, f"access key {access}")
+            )
         except NotFound as exc:
             raise ResourceNotFound(f"no access key {access!r}") from exc
 
     def delete_credential(self, access: str) -> None:
         try:
-            self._store.delete_access_key(access)
+            self._store.delete_access_key(
+                access, audit=AuditEntry("credential.delete", f"access key {access}")
+            )
         except NotFound as exc:
             raise ResourceNotFound(f"no access key {access!r}") from exc
 
@@ -171,7 +194,8 @@ class Identity:
             True,
             dt.datetime.now(dt.UTC),
         )
-        self._store.add_fernet_key(key, keep=max(1, keep))
+        audit = AuditEntry("token.rotate-keys", f"token key {key_id}", f"keeping {max(1, keep)} key(s)")
+        self._store.add_fernet_key(key, keep=max(1, keep), audit=audit)
         return key
 
     def issue_token(self, user_ref: str, project_ref: str | None) -> IssuedToken:
@@ -187,5 +211,7 @@ class Identity:
 
     def revoke_token(self, token: str, directory: Directory | None = None) -> TokenClaims:
         claims = (directory or self.directory()).codec.parse(token)
-        self._store.add_revocation(claims.audit_id, dt.datetime.fromtimestamp(claims.expires_at, dt.UTC))
+        audit = AuditEntry("token.revoke", f"token {claims.audit_id} of user {claims.user_id}")
+        expires = dt.datetime.fromtimestamp(claims.expires_at, dt.UTC)
+        self._store.add_revocation(claims.audit_id, expires, audit=audit)
         return claims

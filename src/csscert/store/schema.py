@@ -128,3 +128,17 @@ revision = Table(
     Column("id", Integer, primary_key=True),
     Column("value", BigInteger, nullable=False),
 )
+
+# The audit trail: append-only (the store has no statement that updates or deletes a row here).
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("revision", BigInteger, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("origin", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(255), nullable=False),
+    Column("detail", Text, nullable=False),
+)

@@ -8,6 +8,7 @@ to notice changes made by other processes at once without a database round trip.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,9 +19,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
+from csscert.audit import AuditEntry, current_actor
 from csscert.errors import Conflict, ResourceNotFound
 from csscert.model import (
     AccessKey,
+    AuditRecord,
     CAState,
     CertificateAuthority,
     Domain,
@@ -34,6 +37,9 @@ from csscert.store import schema as t
 from csscert.store.signal import ChangeSignal
 
 __all__ = ["Conflict", "NotFound", "SqlStore", "StoreSnapshot"]
+
+audit_log = logging.getLogger("csscert.audit")
+_UNCHANGED = "csscert_unchanged"  # set on a write's connection when it changed nothing after all
 
 
 class NotFound(ResourceNotFound):
@@ -95,14 +101,55 @@ class SqlStore:
     # -- transactions -------------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def _write(self, audit: AuditEntry | None = None) -> Iterator[Connection]:
+        """One write transaction: the revision bump, the change, and (given ``audit``) its audit
+        record, committed together; then the change signal and the audit log line."""
+        record: dict[str, Any] | None = None
         with self.engine.begin() as conn:
             # The bump comes first so SQLite takes the write lock before any read.
             result = conn.execute(update(t.revision).values(value=t.revision.c.value + 1))
             if result.rowcount == 0:
                 conn.execute(insert(t.revision).values(id=1, value=1))
             yield conn
+            unchanged = conn.info.pop(_UNCHANGED, False)
+            if audit is not None and not unchanged:
+                record = self._audit(conn, audit)
         self.touch_hint()
+        if record is not None:
+            audit_log.info(
+                "%s %s by %s from %s%s",
+                record["action"],
+                record["target"],
+                record["actor"],
+                record["origin"],
+                f" ({record['detail']})" if record["detail"] else "",
+            )
+
+    @staticmethod
+    def _audit(conn: Connection, entry: AuditEntry) -> dict[str, Any]:
+        actor = current_actor()
+        record = {
+            "at": _now(),
+            "revision": int(conn.execute(select(t.revision.c.value)).scalar() or 0),
+            "actor": actor.who[:200],
+            "origin": actor.origin[:200],
+            "action": entry.action[:64],
+            "target": entry.target[:255],
+            "detail": entry.detail[:2000],
+        }
+        conn.execute(insert(t.audit).values(**record))
+        return record
+
+    def audit_records(self, since: datetime | None = None, limit: int = 10_000) -> list[AuditRecord]:
+        """The audit trail, oldest first (from ``since`` on), at most ``limit`` records."""
+        query = select(t.audit).order_by(t.audit.c.id).limit(limit)
+        if since is not None:
+            query = query.where(t.audit.c.at >= since)
+        with self.engine.connect() as conn:
+            return [
+                AuditRecord(r.id, _utc(r.at), r.revision, r.actor, r.origin, r.action, r.target, r.detail)
+                for r in conn.execute(query)
+            ]
 
     def touch_hint(self) -> None:
         """Tell every reader on this machine that the store changed (see :mod:`.signal`)."""
@@ -166,7 +213,7 @@ class SqlStore:
 
     # -- domains & projects -------------------------------------------------------------
 
-    def ensure_domain(self, domain_id: str, name: str) -> Domain:
+    def ensure_domain(self, domain_id: str, name: str, *, audit: AuditEntry | None = None) -> Domain:
         """The domain called ``name``, created if missing. Only a creation is a write (and so
         a change every server notices); finding it is a plain read."""
         query = select(t.domains).where(t.domains.c.name == name)
@@ -174,7 +221,7 @@ class SqlStore:
             row = conn.execute(query).first()
         if row is not None:
             return _domain(row)
-        with self._write() as conn:
+        with self._write(audit) as conn:
             row = conn.execute(query).first()  # another process may have made it meanwhile
             if row is not None:
                 return _domain(row)
@@ -185,10 +232,12 @@ class SqlStore:
         with self.engine.connect() as conn:
             return [_domain(r) for r in conn.execute(select(t.domains).order_by(t.domains.c.name))]
 
-    def create_project(self, project_id: str, name: str, domain_id: str) -> Project:
+    def create_project(
+        self, project_id: str, name: str, domain_id: str, *, audit: AuditEntry | None = None
+    ) -> Project:
         project = Project(project_id, name, domain_id, True, _now())
         try:
-            with self._write() as conn:
+            with self._write(audit) as conn:
                 conn.execute(
                     insert(t.projects).values(
                         id=project.id,
@@ -223,11 +272,18 @@ class SqlStore:
             return list(self._users(conn))
 
     def create_user(
-        self, user_id: str, name: str, domain_id: str, password_hash: str | None, project_ids: Sequence[str]
+        self,
+        user_id: str,
+        name: str,
+        domain_id: str,
+        password_hash: str | None,
+        project_ids: Sequence[str],
+        *,
+        audit: AuditEntry | None = None,
     ) -> User:
         created = _now()
         try:
-            with self._write() as conn:
+            with self._write(audit) as conn:
                 conn.execute(
                     insert(t.users).values(
                         id=user_id,
@@ -244,29 +300,29 @@ class SqlStore:
             raise Conflict(f"a user named {name!r} already exists in this domain") from exc
         return User(user_id, name, domain_id, password_hash, True, created, frozenset(project_ids))
 
-    def grant(self, user_id: str, project_id: str) -> None:
+    def grant(self, user_id: str, project_id: str, *, audit: AuditEntry | None = None) -> None:
         try:
-            with self._write() as conn:
+            with self._write(audit) as conn:
                 conn.execute(insert(t.grants).values(user_id=user_id, project_id=project_id))
         except IntegrityError as exc:
             raise Conflict("the user already has that project") from exc
 
-    def set_user_enabled(self, user_id: str, enabled: bool) -> None:
-        with self._write() as conn:
+    def set_user_enabled(self, user_id: str, enabled: bool, *, audit: AuditEntry | None = None) -> None:
+        with self._write(audit) as conn:
             result = conn.execute(update(t.users).where(t.users.c.id == user_id).values(enabled=enabled))
             if result.rowcount == 0:
                 raise NotFound("no such user")
 
-    def set_user_password(self, user_id: str, password_hash: str) -> None:
-        with self._write() as conn:
+    def set_user_password(self, user_id: str, password_hash: str, *, audit: AuditEntry | None = None) -> None:
+        with self._write(audit) as conn:
             result = conn.execute(
                 update(t.users).where(t.users.c.id == user_id).values(password_hash=password_hash)
             )
             if result.rowcount == 0:
                 raise NotFound("no such user")
 
-    def delete_user(self, user_id: str) -> None:
-        with self._write() as conn:
+    def delete_user(self, user_id: str, *, audit: AuditEntry | None = None) -> None:
+        with self._write(audit) as conn:
             conn.execute(delete(t.access_keys).where(t.access_keys.c.user_id == user_id))
             conn.execute(delete(t.grants).where(t.grants.c.user_id == user_id))
             if conn.execute(delete(t.users).where(t.users.c.id == user_id)).rowcount == 0:
@@ -274,10 +330,18 @@ class SqlStore:
 
     # -- access keys --------------------------------------------------------------------
 
-    def create_access_key(self, access: str, user_id: str, secret_sealed: str, description: str) -> AccessKey:
+    def create_access_key(
+        self,
+        access: str,
+        user_id: str,
+        secret_sealed: str,
+        description: str,
+        *,
+        audit: AuditEntry | None = None,
+    ) -> AccessKey:
         key = AccessKey(access, user_id, secret_sealed, True, description, _now())
         try:
-            with self._write() as conn:
+            with self._write(audit) as conn:
                 conn.execute(
                     insert(t.access_keys).values(
                         access=access,
@@ -297,16 +361,16 @@ class SqlStore:
             rows = conn.execute(select(t.access_keys).order_by(t.access_keys.c.created_at))
             return [_access_key(r) for r in rows]
 
-    def set_access_key_enabled(self, access: str, enabled: bool) -> None:
-        with self._write() as conn:
+    def set_access_key_enabled(self, access: str, enabled: bool, *, audit: AuditEntry | None = None) -> None:
+        with self._write(audit) as conn:
             result = conn.execute(
                 update(t.access_keys).where(t.access_keys.c.access == access).values(enabled=enabled)
             )
             if result.rowcount == 0:
                 raise NotFound("no such access key")
 
-    def delete_access_key(self, access: str) -> None:
-        with self._write() as conn:
+    def delete_access_key(self, access: str, *, audit: AuditEntry | None = None) -> None:
+        with self._write(audit) as conn:
             if conn.execute(delete(t.access_keys).where(t.access_keys.c.access == access)).rowcount == 0:
                 raise NotFound("no such access key")
 
@@ -319,7 +383,9 @@ class SqlStore:
         with self.engine.connect() as conn:
             return [_ca(r) for r in conn.execute(query)]
 
-    def add_authority(self, ca: CertificateAuthority, *, only_if_scope_empty: bool = False) -> bool:
+    def add_authority(
+        self, ca: CertificateAuthority, *, only_if_scope_empty: bool = False, audit: AuditEntry | None = None
+    ) -> bool:
         """Insert ``ca`` as the active CA of its scope; the previous active one becomes trusted.
 
         Both changes are one transaction: a crash leaves the old state or the new one. With
@@ -327,9 +393,10 @@ class SqlStore:
         makes first-start creation safe when several processes start together.
         """
         cas = t.certificate_authorities
-        with self._write() as conn:
+        with self._write(audit) as conn:
             existing = conn.execute(select(cas.c.id).where(cas.c.scope == ca.scope).limit(1)).first()
             if only_if_scope_empty and existing is not None:
+                conn.info[_UNCHANGED] = True  # nothing to record in the audit trail
                 return False
             conn.execute(
                 update(cas)
@@ -354,9 +421,9 @@ class SqlStore:
             )
         return True
 
-    def retire_authority(self, ca_id: str) -> None:
+    def retire_authority(self, ca_id: str, *, audit: AuditEntry | None = None) -> None:
         cas = t.certificate_authorities
-        with self._write() as conn:
+        with self._write(audit) as conn:
             result = conn.execute(
                 update(cas)
                 .where(cas.c.id == ca_id, cas.c.state == CAState.TRUSTED.value)
@@ -367,8 +434,8 @@ class SqlStore:
 
     # -- issued node certificates -------------------------------------------------------
 
-    def record_issued(self, cert: IssuedCertificate) -> None:
-        with self._write() as conn:
+    def record_issued(self, cert: IssuedCertificate, *, audit: AuditEntry | None = None) -> None:
+        with self._write(audit) as conn:
             conn.execute(
                 insert(t.issued_certificates).values(
                     serial=cert.serial,
@@ -383,8 +450,8 @@ class SqlStore:
                 )
             )
 
-    def delete_issued(self, serial: str) -> None:
-        with self._write() as conn:
+    def delete_issued(self, serial: str, *, audit: AuditEntry | None = None) -> None:
+        with self._write(audit) as conn:
             conn.execute(delete(t.issued_certificates).where(t.issued_certificates.c.serial == serial))
 
     def issued(self, ca_id: str | None = None) -> list[IssuedCertificate]:
@@ -396,10 +463,10 @@ class SqlStore:
 
     # -- token keys and revocations -----------------------------------------------------
 
-    def add_fernet_key(self, key: FernetKey, *, keep: int) -> None:
+    def add_fernet_key(self, key: FernetKey, *, keep: int, audit: AuditEntry | None = None) -> None:
         """Make ``key`` primary and keep at most ``keep`` keys in all (newest first)."""
         fk = t.fernet_keys
-        with self._write() as conn:
+        with self._write(audit) as conn:
             if key.primary:
                 conn.execute(update(fk).values(is_primary=False))
             conn.execute(
@@ -415,10 +482,17 @@ class SqlStore:
         with self.engine.connect() as conn:
             return [_fernet(r) for r in conn.execute(select(t.fernet_keys))]
 
-    def add_revocation(self, audit_id: str, expires_at: datetime, *, supersedes: str | None = None) -> None:
+    def add_revocation(
+        self,
+        audit_id: str,
+        expires_at: datetime,
+        *,
+        supersedes: str | None = None,
+        audit: AuditEntry | None = None,
+    ) -> None:
         """Record a revocation; ``supersedes`` drops older rows whose id starts with that prefix."""
         rv = t.revocations
-        with self._write() as conn:
+        with self._write(audit) as conn:
             conn.execute(delete(rv).where(rv.c.expires_at <= _now()))
             if supersedes is not None:
                 conn.execute(delete(rv).where(rv.c.audit_id.startswith(supersedes, autoescape=True)))
