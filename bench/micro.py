@@ -64,12 +64,11 @@ def cases(fixture: harness.Fixture) -> dict[str, tuple[dict[str, str], int]]:
 def make_calls(data_dir: Path, path: str, specs: dict[str, tuple[dict[str, str], int]]) -> dict[str, Any]:
     """One ready-to-time callable per case, each checked once for its expected status."""
     from csscert.api.app import App
+    from csscert.api.observe import AccessLog
     from csscert.api.request import Request
     from csscert.api.wire import new_request_id
     from csscert.service import Service
     from csscert.settings import Settings
-
-    from csscert.api.observe import AccessLog
 
     settings = Settings(
         data_dir=data_dir,

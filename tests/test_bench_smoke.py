@@ -36,7 +36,15 @@ def test_bench_run_smoke(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(out.with_suffix(".json").read_text())
     summary = result["phases"][0]["summary"]
-    assert set(summary) == {"nginx-200", "nginx-304", "token-200", "aksk-200", "token-304", "invalid-401"}
+    assert set(summary) == {
+        "nginx-200",
+        "nginx-304",
+        "token-200",
+        "token-200-quiet",
+        "aksk-200",
+        "token-304",
+        "invalid-401",
+    }
     for case, by_conns in summary.items():
         entry = by_conns["4"]
         assert entry["valid"], (case, entry)
