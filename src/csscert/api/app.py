@@ -56,6 +56,7 @@ class App:
         self._proxies = Proxies(settings.trusted_proxies)
         self.access_log = AccessLog() if settings.access_log == "on" else None
         self.metrics = Metrics(lambda: live_families(service)) if settings.metrics != "off" else None
+        self._observing = self.access_log is not None or self.metrics is not None
         service.observer = self  # for the /metrics route
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -135,7 +136,8 @@ class App:
         else:
             protocol.response_bytes(status, out_headers, out_body)
             sent = len(out_body)
-        self.observe(request, status, sent, started)
+        if self._observing:
+            self.observe(request, status, sent, started)
 
     def observe(self, request: Request, status: int, sent: int, started: float) -> None:
         """After the response: one access log line, the request's metrics."""

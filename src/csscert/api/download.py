@@ -160,13 +160,15 @@ async def download(service: Service, request: Request) -> Response:
     bundle = view.bundle(project_id)
     if bundle is None:
         raise ResourceNotFound("the project has no certificate authority yet")
-    key, password = _key(view, bundle, fmt, password)
-    rep = _cached(view, key, now)
-    if rep is None:
+    key = (bundle.scope, fmt, b"") if password is None and fmt not in TRUSTSTORE_FORMATS else None
+    if key is None:
+        key, password = _key(view, bundle, fmt, password)
+    rep: Representation | None = view.representations.get(key)  # type: ignore[assignment]
+    if rep is None or rep.rebuild_at <= now:
         if fmt in TRUSTSTORE_FORMATS:
-            rep = _keep(view, key, await _built_off_loop(service, bundle, fmt, password))
+            rep = _keep(view, key, await _built_off_loop(service, bundle, fmt, password or ""))
         else:
-            rep = _keep(view, key, _build(bundle, fmt, password))
+            rep = _keep(view, key, _build(bundle, fmt, ""))
     rid = request.request_id
     if not_modified(rep.etag, rep.last_modified, headers):
         return 304, [*rep.not_modified_headers, ("x-request-id", rid)], b""
