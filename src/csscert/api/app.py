@@ -142,10 +142,12 @@ class App:
     def observe(self, request: Request, status: int, sent: int, started: float) -> None:
         """After the response: one access log line, the request's metrics."""
         elapsed = perf_counter() - started
-        if self.access_log is not None:
-            self.access_log.record(request, status, sent, int(elapsed * 1_000_000))
-        if self.metrics is not None:
-            self.metrics.observe(request.route, status, elapsed)
+        access_log = self.access_log
+        if access_log is not None:
+            access_log.record(request, status, sent, int(elapsed * 1_000_000))
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.observe(request.route, status, elapsed)
 
     @staticmethod
     async def _read_body(request: Request, protocol: Any) -> None:

@@ -40,7 +40,7 @@ __all__ = [
 log = logging.getLogger("csscert.api")
 
 FLUSH_SECONDS = 1.0
-_FLUSH_BYTES = 64 * 1024
+_FLUSH_LINES = 256  # about 64 KiB
 
 # Visible ASCII without '"' and '\': safe as a header value and inside a JSON string unescaped.
 _REQUEST_ID = re.compile(r"[!#-\[\]-~]{1,128}")
@@ -100,7 +100,6 @@ class AccessLog:
     def __init__(self, fd: int = 2) -> None:
         self._fd = fd
         self._lines: list[str] = []
-        self._size = 0
         self._second = -1
         self._stamp = ""
 
@@ -117,9 +116,9 @@ class AccessLog:
             f'"us":{micros},"user":"{request.caller_user}","credential":"{request.caller_credential}",'
             f'"project":"{request.project_id}","bytes":{size},"client":"{request.client}"}}\n'
         )
-        self._lines.append(line)
-        self._size += len(line)
-        if self._size >= _FLUSH_BYTES:
+        lines = self._lines
+        lines.append(line)
+        if len(lines) >= _FLUSH_LINES:
             self.flush()
 
     def flush(self) -> None:
@@ -127,7 +126,6 @@ class AccessLog:
             return
         data = "".join(self._lines).encode()
         self._lines = []
-        self._size = 0
         try:
             view = memoryview(data)
             while view:
@@ -190,9 +188,8 @@ class Metrics:
             self._auth_failures.labels(reason)
         self._multiprocess = multiprocess
         self._live = live
-        # hot-path tallies: (route, status) -> [count]; route -> [bucket counts..., sum]
-        self.requests: dict[tuple[str, int], list[int]] = {}
-        self.latency: dict[str, list[float]] = {}
+        # hot-path tallies: (route, status) -> [count per latency bucket..., +Inf count, sum of seconds]
+        self.tallies: dict[tuple[str, int], list[float]] = {}
         self.auth_failures: dict[str, int] = {}
         self.throttled: dict[str, int] = {}
         self._flushed: dict[Any, float] = {}
@@ -200,16 +197,11 @@ class Metrics:
     # -- hot path -----------------------------------------------------------------------
 
     def observe(self, route: str, status: int, seconds: float) -> None:
-        key = (route, status)
-        count = self.requests.get(key)
-        if count is None:
-            count = self.requests[key] = [0]
-        count[0] += 1
-        buckets = self.latency.get(route)
-        if buckets is None:
-            buckets = self.latency[route] = [0.0] * (len(_BUCKETS) + 2)
-        buckets[bisect_left(_BUCKETS, seconds)] += 1
-        buckets[-1] += seconds
+        tally = self.tallies.get((route, status))
+        if tally is None:
+            tally = self.tallies[(route, status)] = [0.0] * (len(_BUCKETS) + 2)
+        tally[bisect_left(_BUCKETS, seconds)] += 1  # one bucket per request, as Histogram keeps them
+        tally[-1] += seconds
 
     def count(self, table: dict[str, int], key: str) -> None:
         table[key] = table.get(key, 0) + 1
@@ -223,18 +215,22 @@ class Metrics:
 
     def flush(self, db_errors: int, cache_entries: Mapping[str, int]) -> None:
         """Move what the hot path counted since the last flush into prometheus_client."""
-        for (route, status), (total,) in list(self.requests.items()):
-            delta = self._delta(("r", route, status), total)
+        latency: dict[str, list[float]] = {}
+        for (route, status), tally in list(self.tallies.items()):
+            delta = self._delta(("r", route, status), sum(tally[:-1]))
             if delta:
                 self._requests.labels(route, str(status)).inc(delta)
-        for route, buckets in list(self.latency.items()):
+            merged = latency.setdefault(route, [0.0] * len(tally))
+            for index, value in enumerate(tally):
+                merged[index] += value
+        for route, buckets in latency.items():
             child = self._latency.labels(route)
             # prometheus_client has no "observe many": add each bucket's new count to the bucket
             # it falls in (the child's per-bucket values, as Histogram.observe does one at a time).
             for index, count in enumerate(buckets[:-1]):
                 delta = self._delta(("l", route, index), count)
                 if delta:
-                    child._buckets[min(index, len(child._buckets) - 1)].inc(delta)
+                    child._buckets[index].inc(delta)
             delta = self._delta(("ls", route), buckets[-1])
             if delta:
                 child._sum.inc(delta)
