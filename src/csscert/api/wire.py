@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ __all__ = [
     "css_error",
     "json_response",
     "keystone_error",
+    "keystone_request_id",
     "new_request_id",
 ]
 
@@ -45,7 +47,15 @@ CSS_ERRORS: dict[str, tuple[int, str]] = {
 
 
 def new_request_id() -> str:
+    """16 random bytes as 32 hex digits: the request id of the CSS routes (the gateway's format)."""
     return os.urandom(16).hex()
+
+
+def keystone_request_id(request_id: str) -> str:
+    """The same random id in Keystone's format, ``req-<uuid4>``: Keystone routes send it in both
+    ``X-Request-Id`` and ``x-openstack-request-id`` (clients quote the latter in their errors).
+    The version bits of a uuid4 overwrite 6 of the 128 random bits; 122 stay random."""
+    return f"req-{uuid.UUID(hex=request_id, version=4)}"
 
 
 # A memo of a pure function (it may live as long as the process): bounded in entries and, since

@@ -77,8 +77,13 @@ class Directory:
         return self._secrets.get(access)
 
     def is_revoked(self, claims: TokenClaims) -> bool:
+        """Whether the token or any token of its chain was revoked, or its user's tokens were.
+
+        The question asked of revocations is "is any of these audit ids revoked" over the
+        whole chain (``claims.audit_ids``): a rescoped token dies with every token it came from.
+        """
         before = self._user_revoked_before.get(claims.user_id, 0.0)
-        return claims.audit_id in self._revoked or claims.issued_at < before
+        return claims.issued_at < before or not self._revoked.isdisjoint(claims.audit_ids)
 
     # -- token verdicts (one per token per revision) ------------------------------------
 
@@ -145,19 +150,23 @@ class Directory:
         methods: Iterable[str],
         now: float,
         *,
-        expires_at: int | None = None,
+        parent: TokenClaims | None = None,
     ) -> IssuedToken:
-        """A new token; ``expires_at`` caps its life (a token got with a token lives no longer)."""
+        """A new token. A token got with a token (``parent``) lives no longer than its parent
+        and joins its audit chain, so revoking the parent revokes it too."""
         issued = math.floor(now * 1000) / 1000
         expires = int(issued) + self.settings.token_ttl_seconds
-        if expires_at is not None:
-            expires = min(expires, expires_at)
+        own_audit_id = secrets.token_urlsafe(16)
+        audit_ids: tuple[str, ...] = (own_audit_id,)
+        if parent is not None:
+            expires = min(expires, parent.expires_at)
+            audit_ids = parent.chain_for_child(own_audit_id)
         claims = TokenClaims(
             user_id=user.id,
             domain_id=user.domain_id,
             project_id=project.id if project is not None else None,
             methods=tuple(methods),
-            audit_id=secrets.token_urlsafe(16),
+            audit_ids=audit_ids,
             issued_at=issued,
             expires_at=expires,
         )
