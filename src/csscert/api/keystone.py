@@ -19,7 +19,13 @@ from urllib.parse import parse_qsl
 
 from csscert.api.request import Request
 from csscert.api.wire import Response, json_response
-from csscert.errors import AccessDenied, AuthenticationFailed, InvalidRequest, ResourceNotFound
+from csscert.errors import (
+    AccessDenied,
+    AuthenticationFailed,
+    InvalidRequest,
+    ResourceNotFound,
+    UnsupportedAuthMethod,
+)
 from csscert.identity import Directory, IssuedToken, Principal, TokenClaims
 from csscert.identity.authenticators import authenticate, authenticate_token, password_login
 from csscert.model import Domain, Project, User
@@ -41,6 +47,7 @@ __all__ = [
 _UPDATED = "2013-03-06T00:00:00Z"
 _MEDIA = [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}]
 _UNAUTHORIZED = "The request you have made requires authentication."
+_METHODS = ("password", "token")
 _FORBIDDEN = "You are not authorized to perform the requested action"
 _NO_TOKEN = "Could not find token: the token is invalid, expired or revoked."  # noqa: S105 (a message, not a secret)
 
@@ -180,8 +187,11 @@ async def _login(directory: Directory, body: bytes, now: float) -> IssuedToken:
     methods = _get(identity, "methods")
     if not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods):
         raise InvalidRequest('auth.identity.methods must be a list such as ["password"]')
-    if not set(methods) <= {"password", "token"}:
-        raise InvalidRequest("supported methods are 'password' and 'token'")
+    for method in methods:
+        if not isinstance(identity.get(method), dict):
+            raise InvalidRequest(f"Expecting to find {method[:64]} in identity: each method needs its object")
+    if not set(methods) <= set(_METHODS):
+        raise UnsupportedAuthMethod("Attempted to authenticate with an unsupported method.", _METHODS)
     scope = _scope_of(payload)
     parent: TokenClaims | None = None
     user: User | None = None

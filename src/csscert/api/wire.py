@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from csscert.errors import CsscertError, MethodNotAllowed, ServiceUnavailable
+from csscert.errors import CsscertError, MethodNotAllowed, ServiceUnavailable, UnsupportedAuthMethod
 
 __all__ = [
     "CSS_ERRORS",
@@ -112,12 +112,21 @@ _KEYSTONE_TITLES = {
 
 
 def keystone_error(
-    status: int, message: str, request_id: str, extra: Sequence[tuple[str, str]] = ()
+    status: int,
+    message: str,
+    request_id: str,
+    extra: Sequence[tuple[str, str]] = (),
+    *,
+    detail: dict[str, object] | None = None,
 ) -> Response:
-    body = json.dumps(
-        {"error": {"code": status, "title": _KEYSTONE_TITLES.get(status, "Error"), "message": message}},
-        separators=(",", ":"),
-    ).encode()
+    """Keystone's error body; ``detail`` adds keys Keystone puts beside code/title/message."""
+    error = {
+        "code": status,
+        "title": _KEYSTONE_TITLES.get(status, "Error"),
+        "message": message,
+        **(detail or {}),
+    }
+    body = json.dumps({"error": error}, separators=(",", ":")).encode()
     headers: Headers = [("content-type", JSON), ("x-request-id", request_id), *extra]
     if status == 401:
         headers.append(("www-authenticate", 'Keystone uri="/v3"'))
@@ -147,7 +156,10 @@ def css_error_of(error: CsscertError, request_id: str) -> Response:
 
 def keystone_error_of(error: CsscertError, request_id: str) -> Response:
     """Any csscert error in Keystone's shape, with the Keystone status its class carries."""
-    return keystone_error(error.keystone_status, str(error), request_id, _extra_headers(error))
+    detail: dict[str, object] | None = None
+    if isinstance(error, UnsupportedAuthMethod):
+        detail = {"identity": {"methods": list(error.supported)}}
+    return keystone_error(error.keystone_status, str(error), request_id, _extra_headers(error), detail=detail)
 
 
 def _css_internal(request_id: str) -> Response:
