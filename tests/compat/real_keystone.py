@@ -70,7 +70,8 @@ def keystone_venv() -> Path:
     Built under a lock (concurrent test workers build it once); the ``complete`` marker is
     written last, so a build that was killed half-way is thrown away and redone.
     """
-    venv = _CACHE / f"keystone-venv-{KEYSTONE_VERSION}-osc-{OPENSTACKCLIENT_VERSION}-py311"
+    python = f"py{sys.version_info.major}{sys.version_info.minor}"
+    venv = _CACHE / f"keystone-venv-{KEYSTONE_VERSION}-osc-{OPENSTACKCLIENT_VERSION}-{python}"
     if (venv / "complete").exists():
         return venv
     _CACHE.mkdir(parents=True, exist_ok=True)

@@ -116,7 +116,7 @@ class TokenClaims:
                 float(issued_at),
                 int(expires_at),
             )
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:  # OverflowError: int(Infinity)
             raise AuthenticationFailed(_INVALID) from exc
 
 
