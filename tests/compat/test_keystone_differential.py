@@ -309,6 +309,25 @@ def by_token(token: Callable[[Side], str]) -> Callable[[Side], dict[str, Any]]:
     return lambda side: {"methods": ["token"], "token": {"id": token(side)}}
 
 
+Body = Callable[[Side], dict[str, Any]]
+Value = Callable[[Side], str]
+Call = Callable[[Side], httpx.Response]
+
+
+def logs_in(body: Body, query: str = "") -> Call:
+    return lambda side: side.login(body(side), query)
+
+
+def asks_tokens_api(method: str, caller: Value | None, subject: Value | None) -> Call:
+    return lambda side: side.tokens_api(
+        method, caller(side) if caller else None, subject(side) if subject else None
+    )
+
+
+def gets(path: Value, token: Value | None) -> Call:
+    return lambda side: side.get(path(side), token(side) if token else None)
+
+
 class Tokens:
     """A token per side, made by the same request to each."""
 
@@ -335,7 +354,7 @@ def test_password_logins_answer_alike(pair: Pair) -> None:
         ("nocatalog", auth(password(pair, "alice"), home), "?nocatalog"),
         ("another granted project", auth(password(pair, "alice"), project_scope(f"{REGION}_two")), ""),
     ]:
-        keystone, csscert = both(pair, label, lambda side, b=body, q=query: side.login(b(side), q))
+        keystone, csscert = both(pair, label, logs_in(body, query))
         assert keystone.status_code == 201, (label, keystone.text)
         same_facts(keystone, csscert)
 
@@ -377,7 +396,7 @@ def test_failed_logins_answer_alike(pair: Pair) -> None:
         ("a method without its object", lambda s: {"identity": {"methods": ["password"]}}, 400),
         ("no methods", lambda s: {"identity": {}}, 400),
     ]:
-        keystone, _ = both(pair, label, lambda side, b=body: side.login(b(side)))
+        keystone, _ = both(pair, label, logs_in(body))
         assert keystone.status_code == status, (label, keystone.text)
     both(
         pair,
@@ -427,7 +446,7 @@ def test_rescoping_and_validation_answer_alike(pair: Pair) -> None:
             },
         ),
     ]:
-        keystone, csscert = both(pair, label, lambda side, b=body: side.login(b(side)))
+        keystone, csscert = both(pair, label, logs_in(body))
         assert keystone.status_code == 201, (label, keystone.text)
         same_facts(keystone, csscert)
     for label, body, status in [
@@ -439,10 +458,10 @@ def test_rescoping_and_validation_answer_alike(pair: Pair) -> None:
             404,
         ),
     ]:
-        keystone, _ = both(pair, label, lambda side, b=body: side.login(b(side)))
+        keystone, _ = both(pair, label, logs_in(body))
         assert keystone.status_code == status, (label, keystone.text)
     bob = Tokens(pair, auth(password(pair, "bob"), project_scope(f"{REGION}_three")))
-    for label, method, who, subject, status in [
+    exchanges: list[tuple[str, str, Value | None, Value | None, int]] = [
         ("validate", "GET", caller, unscoped, 200),
         ("validate a project token", "GET", caller, lambda s: project[s.name], 200),
         ("check", "HEAD", caller, unscoped, 200),
@@ -452,13 +471,12 @@ def test_rescoping_and_validation_answer_alike(pair: Pair) -> None:
         ("revoke another user's token", "DELETE", bob, unscoped, 403),
         ("validate a garbage token", "GET", caller, lambda s: "garbage", 404),
         ("validate with a garbage X-Auth-Token", "GET", lambda s: "garbage", unscoped, 401),
-    ]:
+    ]
+    for label, method, who, subject, status in exchanges:
         keystone, csscert = both(
             pair,
             label,
-            lambda side, m=method, w=who, t=subject: side.tokens_api(
-                m, w(side) if w else None, t(side) if t else None
-            ),
+            asks_tokens_api(method, who, subject),
         )
         assert keystone.status_code == status, (label, keystone.text)
         if status == 200 and method == "GET":
@@ -548,9 +566,7 @@ def test_project_listings_answer_alike(pair: Pair) -> None:
         ("a project, unscoped", lambda s: f"/v3/projects/{s.projects[REGION]}", unscoped, 403),
         ("projects without a token", lambda s: "/v3/projects", None, 401),
     ]:
-        keystone, csscert = both(
-            pair, label, lambda side, p=path, t=token: side.get(p(side), t(side) if t else None)
-        )
+        keystone, csscert = both(pair, label, gets(path, token))
         assert keystone.status_code == status, (label, keystone.text)
         if "projects" in keystone.json():
             assert project_names(csscert) == project_names(keystone) == sorted(USERS["alice"]), label
