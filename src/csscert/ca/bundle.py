@@ -61,6 +61,9 @@ class TrustBundle:
             f" ({soonest.fingerprint_sha256[:16]}) expires at {soonest.not_after.isoformat()}"
         )
         self._truststores: dict[bytes, bytes] = {}
+        #: What the API derives from this bundle (bytes, ETag, headers per format): it hangs here so
+        #: that it dies with the bundle (docs/architecture.md, "Cache lifetimes").
+        self.representations: dict[tuple[str, bytes], object] = {}
 
     def expiry_warning(self, now: float | None = None) -> str | None:
         """A warning for people when a trusted CA is within the warning window of notAfter."""

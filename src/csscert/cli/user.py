@@ -7,10 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from rich.table import Table
+from rich.markup import escape
 
 from csscert.cli.common import service_for
-from csscert.cli.output import console, emit_json, json_option
+from csscert.cli.output import console, emit_json, err_console, json_option, show_rows
 
 
 @click.group()
@@ -38,12 +38,15 @@ def user_create(
 
 
 @user.command("list")
+@click.option("--after", default=None, help="Start after this user name (paging).")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True)
 @json_option
 @click.pass_context
-def user_list(ctx: click.Context, as_json: bool) -> None:
-    """List users."""
+def user_list(ctx: click.Context, after: str | None, limit: int, as_json: bool) -> None:
+    """List users in name order, a page at a time (never the whole directory at once)."""
     with service_for(ctx) as service:
-        users = service.identity.users()
+        users = service.identity.users_page(after, limit + 1)
+    more = len(users) > limit
     rows: list[dict[str, Any]] = [
         {
             "id": u.id,
@@ -52,15 +55,13 @@ def user_list(ctx: click.Context, as_json: bool) -> None:
             "projects": sorted(u.project_ids),
             "password": u.password_hash is not None,
         }
-        for u in users
+        for u in users[:limit]
     ]
-    if as_json:
-        emit_json(rows)
-        return
-    table = Table("id", "name", "enabled", "password", "projects")
-    for r in rows:
-        table.add_row(r["id"], r["name"], str(r["enabled"]), str(r["password"]), ", ".join(r["projects"]))
-    console.print(table)
+    columns = [("id", "id"), ("name", "name"), ("enabled", "enabled"), ("password", "password"),
+               ("projects", "projects")]  # fmt: skip
+    show_rows(rows, columns, as_json)
+    if more:
+        err_console.print(f"more users follow: --after {escape(rows[-1]['name'])}", soft_wrap=True)
 
 
 def _user_switch(enabled: bool) -> Callable[..., None]:
