@@ -5,8 +5,8 @@ Nothing above this package sees SQLAlchemy; it gets the plain records of :mod:`c
 
 from __future__ import annotations
 
+import ast
 import fcntl
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,8 +38,6 @@ class SchemaError(RuntimeError):
 
 HINT_FILE = "revision.hint"
 _VERSIONS = Path(__file__).parent / "migrations" / "versions"
-_REVISION = re.compile(r'^revision\s*=\s*"([^"]+)"\s*$', re.M)
-_DOWN_REVISION = re.compile(r'^down_revision\s*=\s*(?:None|"([^"]+)")\s*$', re.M)
 
 
 def open_store(settings: Settings) -> SqlStore:
@@ -50,21 +48,47 @@ def open_store(settings: Settings) -> SqlStore:
     return SqlStore(settings.sqlalchemy_url, hint_path=hint)
 
 
-def head_revision() -> str | None:
+def head_revision(versions: Path = _VERSIONS) -> str | None:
     """The single head of the migration files, read without importing alembic (it costs every CLI
-    command a tenth of a second). None when the files are not a simple chain: alembic decides then."""
+    command a tenth of a second). None when the files are not a simple chain: alembic decides then.
+
+    The module-level ``revision`` / ``down_revision`` assignments are read with :mod:`ast`, so any
+    spelling alembic's templates produce counts (``repr()`` writes single quotes; annotated
+    assignments such as ``revision: str = '0002'`` too)."""
     down_of: dict[str, str | None] = {}
-    for path in _VERSIONS.glob("*.py"):
-        text = path.read_text()
-        revision = _REVISION.search(text)
-        if revision is None:
+    for path in versions.glob("*.py"):
+        names = _module_constants(path.read_text())
+        revision = names.get("revision")
+        if not isinstance(revision, str):
             continue
-        down = _DOWN_REVISION.search(text)
-        if down is None:
-            return None
-        down_of[revision.group(1)] = down.group(1)
+        down = names.get("down_revision", ...)
+        if down is not None and not isinstance(down, str):
+            return None  # missing, a merge (tuple) or computed: let alembic decide
+        down_of[revision] = down
     heads = set(down_of) - {d for d in down_of.values() if d is not None}
     return heads.pop() if len(heads) == 1 else None
+
+
+def _module_constants(source: str) -> dict[str, object]:
+    """Module-level ``name = <literal>`` assignments (plain or annotated) of a migration file."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return {}
+    found: dict[str, object] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name):
+            try:
+                found[target.id] = ast.literal_eval(value)
+            except (ValueError, TypeError, SyntaxError, RecursionError):
+                found[target.id] = ...  # not a literal
+    return found
 
 
 def _alembic_config(store: SqlStore) -> Config:
