@@ -15,17 +15,28 @@ from typing import TYPE_CHECKING
 from sqlalchemy import make_url, text
 
 from csscert.settings import Settings
-from csscert.store.sql import Conflict, NotFound, SqlStore, StoreSnapshot
+from csscert.store.sql import (
+    NOTIFY_CHANNEL,
+    ChangesPruned,
+    Conflict,
+    NotFound,
+    SqlStore,
+    StoreSnapshot,
+    StoreUnavailable,
+)
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 __all__ = [
+    "NOTIFY_CHANNEL",
+    "ChangesPruned",
     "Conflict",
     "NotFound",
     "SchemaError",
     "SqlStore",
     "StoreSnapshot",
+    "StoreUnavailable",
     "head_revision",
     "migrate",
     "open_store",
@@ -45,7 +56,15 @@ def open_store(settings: Settings) -> SqlStore:
     if settings.uses_embedded_database or settings.data_dir.exists():
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         hint = settings.data_dir / HINT_FILE
-    return SqlStore(settings.sqlalchemy_url, hint_path=hint)
+    return SqlStore(
+        settings.sqlalchemy_url,
+        hint_path=hint,
+        connect_timeout=settings.db_connect_timeout_seconds,
+        statement_timeout=settings.db_statement_timeout_seconds,
+        read_deadline=settings.db_read_deadline_seconds,
+        read_threads=settings.db_read_threads,
+        change_keep_seconds=settings.change_log_keep_seconds,
+    )
 
 
 def head_revision(versions: Path = _VERSIONS) -> str | None:
@@ -117,12 +136,14 @@ def _migration_lock(store: SqlStore) -> Iterator[None]:
                 fcntl.flock(handle, fcntl.LOCK_UN)
     elif url.get_backend_name() == "postgresql":
         with store.engine.connect() as conn:
+            conn.exec_driver_sql("SET statement_timeout = 0")  # waiting for another migrator is fine
             conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
             conn.commit()
             try:
                 yield
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_MIGRATION_LOCK})
+                conn.exec_driver_sql("RESET statement_timeout")  # the pooled connection's default again
                 conn.commit()
     else:
         yield
@@ -146,6 +167,8 @@ def _migrate_locked(store: SqlStore, head: str | None) -> str:
     config = _alembic_config(store)
     try:
         with store.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET LOCAL statement_timeout = 0")  # big tables take a while
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
     except CommandError as exc:
