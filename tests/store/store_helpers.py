@@ -128,7 +128,9 @@ class PrivatePostgres:
         subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=60)
 
     def ctl(self, *args: str) -> None:
-        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.data.parent / "log"), *args)
+        self._as_postgres(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.data.parent / "log"), *args
+        )
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1"

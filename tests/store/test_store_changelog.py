@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, text, update
 from store_helpers import BACKENDS, new_store, sample_ca, sample_fernet, sample_issued
 
-from csscert.model import CAState, Change, ImportedAccessKey, ImportedUserRecord, new_id
+from csscert.model import Change, ImportedAccessKey, ImportedUserRecord, new_id
 from csscert.store import ChangesPruned, Conflict, NotFound, SqlStore
 from csscert.store import schema as t
 
@@ -59,7 +59,10 @@ def test_every_write_records_what_it_changed_in_order(store: SqlStore) -> None:
             lambda: store.add_revocation("audit-1", datetime.now(UTC) + timedelta(hours=1), user_id),
             [("revocation", "audit-1")],
         ),
-        (lambda: store.add_revocation(f"user:{user_id}@999", datetime(9999, 1, 1, tzinfo=UTC)), [("user", user_id)]),
+        (
+            lambda: store.add_revocation(f"user:{user_id}@999", datetime(9999, 1, 1, tzinfo=UTC)),
+            [("user", user_id)],
+        ),
     ]
     seen: list[int] = []
     for action, expected in steps:
@@ -112,7 +115,10 @@ def test_change_rows_are_written_in_the_writes_own_transaction(store: SqlStore) 
 def test_changes_since_hands_out_whole_revisions(store: SqlStore) -> None:
     domain = store.ensure_domain(new_id(), "d")
     start = store.current_revision()
-    records = [ImportedUserRecord(new_id(), f"user{i}", domain.id, access_keys=(ImportedAccessKey(f"AK{i}", "s"),)) for i in range(5)]
+    records = [
+        ImportedUserRecord(new_id(), f"user{i}", domain.id, access_keys=(ImportedAccessKey(f"AK{i}", "s"),))
+        for i in range(5)
+    ]
     store.import_users(records)  # one revision, ten changes
     store.set_meta("a", "1")
     store.set_meta("b", "2")
@@ -180,7 +186,9 @@ def test_tokens_valid_after_keeps_the_latest_and_snapshot_shows_the_legacy_entry
     store.set_tokens_valid_after(user_id, 1000)
     user = store.user(user_id)
     assert user is not None and user.tokens_valid_after_ms == 2000
-    store.add_revocation(f"user:{user_id}@3000", datetime(9999, 12, 31, tzinfo=UTC), supersedes=f"user:{user_id}@")
+    store.add_revocation(
+        f"user:{user_id}@3000", datetime(9999, 12, 31, tzinfo=UTC), supersedes=f"user:{user_id}@"
+    )
     assert store.user(user_id).tokens_valid_after_ms == 3000  # type: ignore[union-attr]
     ids = [r.audit_id for r in store.snapshot().revocations]
     assert ids == [f"user:{user_id}@3000"]

@@ -21,7 +21,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> SqlStore:
     return made
 
 
-def _records(domain_id: str, project_ids: tuple[str, ...], count: int, prefix: str = "u") -> list[ImportedUserRecord]:
+def _records(
+    domain_id: str, project_ids: tuple[str, ...], count: int, prefix: str = "u"
+) -> list[ImportedUserRecord]:
     return [
         ImportedUserRecord(
             id=new_id(),
@@ -79,7 +81,9 @@ def test_any_conflict_imports_nothing(store: SqlStore, where: str) -> None:
     with pytest.raises(error) as caught:
         store.import_users(records)
     message = str(caught.value)
-    expected = {"file": "u000003", "database": "u000700", "access key": "AKU0000001400", "project": "odd"}[where]
+    expected = {"file": "u000003", "database": "u000700", "access key": "AKU0000001400", "project": "odd"}[
+        where
+    ]
     assert expected in message
     assert _counts(store) == before_counts
     assert store.current_revision() == before
