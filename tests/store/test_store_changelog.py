@@ -219,3 +219,30 @@ def test_revisions_commit_in_order_under_concurrent_writers(store: SqlStore) -> 
     revs = [c.rev for c in store.changes_since(start, limit=1000)]
     assert revs == list(range(start + 1, start + 41))
     time.sleep(0)
+
+
+def test_a_writer_may_wait_longer_than_the_statement_timeout(tmp_path: Path) -> None:
+    """Reads are bounded by statement_timeout; a writer queued behind a long write is not."""
+    import threading
+
+    from store_helpers import ADMIN_URL, create_database
+
+    if not ADMIN_URL:
+        pytest.skip("CSSCERT_TEST_POSTGRES_URL is not set")
+    from csscert.store import migrate
+
+    store = SqlStore(create_database(ADMIN_URL), statement_timeout=0.2)
+    migrate(store)
+    try:
+        done = threading.Event()
+        with store._write() as tx:  # holds the revision row lock
+            tx.changed("meta", "long")
+            waiter = threading.Thread(target=lambda: (store.set_meta("queued", "1"), done.set()))
+            waiter.start()
+            time.sleep(0.6)
+            assert not done.is_set()
+        waiter.join(5)
+        assert done.is_set()
+        assert [c.key for c in store.changes_since(0)][-2:] == ["long", "queued"]
+    finally:
+        store.close()

@@ -325,8 +325,11 @@ class SqlStore:
         any read, PostgreSQL locks the revision row (writers queue there, so revisions commit in
         order). Before the commit the change rows go in under that revision, then the NOTIFY."""
         with self.engine.begin() as conn:
-            rev = self._bump(conn)
+            # PostgreSQL: lifted first, since waiting for the revision row lock behind a long
+            # write (an import) is normal. (Only SQL for PostgreSQL: on SQLite the bump below
+            # is still the first statement, so SQLite takes its write lock before any read.)
             self._no_statement_timeout(conn)
+            rev = self._bump(conn)
             tx = _Tx(conn, rev, _now())
             yield tx
             self._finish(tx)
@@ -513,9 +516,9 @@ class SqlStore:
         total = 0
         while True:
             with self.engine.begin() as conn:
+                self._no_statement_timeout(conn)
                 # The revision row lock, as a writer takes it: the horizon moves in order with writes.
                 conn.execute(update(t.revision).values(value=t.revision.c.value))
-                self._no_statement_timeout(conn)
                 deleted = self._prune_changes(conn, cutoff, 5000)
             total += deleted
             if deleted == 0:
