@@ -15,11 +15,15 @@ from conftest import CsscertServer
 from identity_helpers import new_account
 
 
-def _user_events(server: CsscertServer, user_id: str) -> list[tuple[str, str]]:
+def _user_cutoff(server: CsscertServer, user_id: str) -> tuple[int | None, list[str]]:
+    """The user's token cut-off (users.tokens_valid_after, epoch ms; it never expires) and any
+    revocation rows still spelled the pre-0002 way (``user:<id>@<ms>``; there must be none)."""
     with closing(sqlite3.connect(server.data_dir / "csscert.db")) as db:
-        return db.execute(
-            "SELECT audit_id, expires_at FROM revocations WHERE audit_id LIKE ?", (f"user:{user_id}@%",)
+        (cutoff,) = db.execute("SELECT tokens_valid_after FROM users WHERE id = ?", (user_id,)).fetchone()
+        legacy = db.execute(
+            "SELECT audit_id FROM revocations WHERE audit_id LIKE ?", (f"user:{user_id}@%",)
         ).fetchall()
+        return cutoff, [r[0] for r in legacy]
 
 
 def test_user_revocation_outlives_any_token_lifetime_and_only_the_newest_is_kept(
@@ -38,8 +42,8 @@ def test_user_revocation_outlives_any_token_lifetime_and_only_the_newest_is_kept
     finally:
         server.env = original_env
     user_id = account.user_id
-    events = _user_events(server, user_id)
-    assert len(events) == 1, events  # the newer event supersedes the older one
-    assert events[0][1].startswith("9999-12-31"), events
+    cutoff, legacy = _user_cutoff(server, user_id)
+    assert legacy == []  # one column per user, not an expiring row per event
+    assert cutoff is not None and cutoff > 0  # the newer event moved the same cut-off forward
     server.cli("project", "create", f"unrelated-{user_id[:6]}")  # any write rebuilds the view
     assert httpx.get(url, headers={"X-Auth-Token": token}).status_code == 401

@@ -325,9 +325,11 @@ class Directory:
         """The project a principal may act on, or the error the wire contract wants."""
         if header_project is not None and header_project != project_id:
             raise InvalidRequest("X-Project-Id does not match the project id in the path")
-        project = self.projects.get(project_id)
-        if not isinstance(project, Project):
-            project = None if project is NEGATIVE else await self.project(project_id)
+        cached = self.projects.get(project_id)
+        if isinstance(cached, Project):
+            project: Project | None = cached
+        else:
+            project = None if cached is NEGATIVE else await self.project(project_id)
         if project is None:
             raise ResourceNotFound(f"project {project_id} does not exist")
         if principal.project_id is not None and principal.project_id != project_id:
