@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import CsscertServer, ServerFactory
+from identity_helpers import sdk_sign
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 ERROR_KEYS = ["error_code", "error_msg", "errCode", "externalMessage", "request_id"]
@@ -30,12 +31,24 @@ def fragile(make_server: ServerFactory) -> tuple[CsscertServer, str]:
     return server, server.token()
 
 
-def _sql(server: CsscertServer, statement: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-    """Change the data the way another process would: one transaction that bumps the revision."""
+def _sql(
+    server: CsscertServer,
+    statement: str,
+    params: tuple[object, ...] = (),
+    changed: tuple[str, str] | None = None,
+) -> list[tuple[object, ...]]:
+    """Change the data the way another process would: one transaction that bumps the revision
+    and records what it changed in the change log (``changed``: kind and key)."""
     with closing(sqlite3.connect(server.data_dir / "csscert.db", timeout=10)) as db, db:
         rows = db.execute(statement, params).fetchall()
         if not statement.lstrip().upper().startswith("SELECT"):
             db.execute("UPDATE revision SET value = value + 1")
+            if changed is not None:
+                db.execute(
+                    "INSERT INTO changes (rev, kind, key, at) "
+                    "SELECT value, ?, ?, CURRENT_TIMESTAMP FROM revision",
+                    changed,
+                )
     if not statement.lstrip().upper().startswith("SELECT"):
         # What the store does after a commit: overwrite the shared change word in place.
         with open(server.data_dir / "revision.hint", "r+b") as hint:
@@ -43,10 +56,19 @@ def _sql(server: CsscertServer, statement: str, params: tuple[object, ...] = ())
     return rows
 
 
+def _headers(server: CsscertServer, token: str, method: str = "GET") -> dict[str, str]:
+    """Token headers, or (token "aksk") the bootstrap access key's signature, as the SDK makes it."""
+    if token != "aksk":
+        return {"X-Auth-Token": token}
+    creds = server.bootstrap
+    _, headers = sdk_sign(creds["access_key"], creds["secret_key"], method, server.download_url())
+    return headers
+
+
 def _wait_for(server: CsscertServer, token: str, status: int, timeout: float = 15.0) -> httpx.Response:
     deadline = time.monotonic() + timeout
     while True:
-        response = httpx.get(server.download_url(), headers={"X-Auth-Token": token})
+        response = httpx.get(server.download_url(), headers=_headers(server, token))
         if response.status_code == status or time.monotonic() > deadline:
             assert response.status_code == status, response.text
             return response
@@ -61,50 +83,59 @@ def _seal_under(key: bytes, secret: bytes, context: str) -> str:
 @contextmanager
 def _foreign_sealed_access_key(server: CsscertServer) -> Iterator[list[str]]:
     """An access key whose secret was sealed under another master key (say, a restored backup)."""
-    access, sealed = _sql(server, "SELECT access, secret_sealed FROM access_keys LIMIT 1")[0]
+    access = server.bootstrap["access_key"]
+    (sealed,) = _sql(server, "SELECT secret_sealed FROM access_keys WHERE access = ?", (access,))[0]
     foreign = _seal_under(AESGCM.generate_key(bit_length=256), b"x" * 40, f"ak:{access}")
-    _sql(server, "UPDATE access_keys SET secret_sealed = ? WHERE access = ?", (foreign, access))
+    changed = ("access_key", access)
+    _sql(server, "UPDATE access_keys SET secret_sealed = ? WHERE access = ?", (foreign, access), changed)
     try:
         yield [str(access), "ak:", "master", "sealed"]
     finally:
-        _sql(server, "UPDATE access_keys SET secret_sealed = ? WHERE access = ?", (sealed, access))
+        _sql(server, "UPDATE access_keys SET secret_sealed = ? WHERE access = ?", (sealed, access), changed)
 
 
 @contextmanager
 def _corrupt_ca_certificate(server: CsscertServer) -> Iterator[list[str]]:
-    ca_id, pem = _sql(server, "SELECT id, cert_pem FROM certificate_authorities LIMIT 1")[0]
+    ca_id, pem, scope = _sql(server, "SELECT id, cert_pem, scope FROM certificate_authorities LIMIT 1")[0]
     broken = "-----BEGIN CERTIFICATE-----\nMIIBroken0000\n-----END CERTIFICATE-----\n"
-    _sql(server, "UPDATE certificate_authorities SET cert_pem = ? WHERE id = ?", (broken, ca_id))
+    changed = ("ca", str(scope))
+    _sql(server, "UPDATE certificate_authorities SET cert_pem = ? WHERE id = ?", (broken, ca_id), changed)
     try:
         yield [str(ca_id), "MIIBroken", "BEGIN CERTIFICATE", "ValueError", "asn1"]
     finally:
-        _sql(server, "UPDATE certificate_authorities SET cert_pem = ? WHERE id = ?", (pem, ca_id))
+        _sql(server, "UPDATE certificate_authorities SET cert_pem = ? WHERE id = ?", (pem, ca_id), changed)
 
 
 @contextmanager
 def _broken_schema(server: CsscertServer) -> Iterator[list[str]]:
-    _sql(server, "ALTER TABLE certificate_authorities RENAME TO certificate_authorities_gone")
+    # The cached bundle is dropped by a change of its scope; reloading it then meets the damage.
+    changed = ("ca", "region")
+    _sql(server, "ALTER TABLE certificate_authorities RENAME TO certificate_authorities_gone", (), changed)
     try:
         yield ["certificate_authorities", "sqlite", "SELECT", "no such table", str(server.data_dir)]
     finally:
-        _sql(server, "ALTER TABLE certificate_authorities_gone RENAME TO certificate_authorities")
+        _sql(server, "ALTER TABLE certificate_authorities_gone RENAME TO certificate_authorities", (), changed)
 
 
 @pytest.mark.parametrize(
-    "damage",
-    [_foreign_sealed_access_key, _corrupt_ca_certificate, _broken_schema],
+    ("damage", "credential"),
+    [(_foreign_sealed_access_key, "aksk"), (_corrupt_ca_certificate, "token"), (_broken_schema, "token")],
     ids=["foreign-master-key", "corrupt-ca-certificate", "broken-schema"],
 )
 def test_internal_failure_is_500_css_9999_without_detail(
-    fragile: tuple[CsscertServer, str], damage: Callable[[CsscertServer], AbstractContextManager[list[str]]]
+    fragile: tuple[CsscertServer, str],
+    damage: Callable[[CsscertServer], AbstractContextManager[list[str]]],
+    credential: str,
 ) -> None:
     server, token = fragile
+    if credential == "aksk":
+        token = "aksk"  # requests are signed with the damaged access key
     good = _wait_for(server, token, 200)
     log_file = server.data_dir.parent / f"server-{server.port}.log"
     with damage(server) as secrets_of_the_failure:
         failed = _wait_for(server, token, 500)
         # Consistently failing (fail closed), not one 500 and then the old data again.
-        again = httpx.get(server.download_url(), headers={"X-Auth-Token": token})
+        again = httpx.get(server.download_url(), headers=_headers(server, token))
         assert again.status_code == 500
         for response in (failed, again):
             request_id = response.headers["x-request-id"]
@@ -129,7 +160,7 @@ def test_internal_failure_is_500_css_9999_without_detail(
         assert "Traceback" in log[at : at + 20000]
         # Other routes keep working; HEAD fails the same way, with no body.
         assert httpx.get(f"{server.url}/healthz").status_code == 200
-        head = httpx.head(server.download_url(), headers={"X-Auth-Token": token})
+        head = httpx.head(server.download_url(), headers=_headers(server, token, "HEAD"))
         assert head.status_code == 500 and head.content == b""
     # Repaired: the server recovers on its own and serves the same certificate as before.
     assert _wait_for(server, token, 200).content == good.content

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["MISSING", "NEGATIVE", "BoundedCache", "Sentinel", "SingleFlight"]
+__all__ = ["MISSING", "NEGATIVE", "BoundedCache", "Sentinel", "SingleFlight", "text_size"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")

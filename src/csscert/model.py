@@ -24,7 +24,6 @@ __all__ = [
     "ImportedUserRecord",
     "IssuedCertificate",
     "Project",
-    "Revocation",
     "User",
     "new_id",
 ]
@@ -117,12 +116,6 @@ class FernetKey:
     key_sealed: str
     primary: bool
     created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Revocation:
-    audit_id: str
-    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

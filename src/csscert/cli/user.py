@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 from rich.markup import escape
 
 from csscert.cli.common import service_for
-from csscert.cli.output import console, emit_json, err_console, json_option, show_rows
+from csscert.cli.output import console, emit_json, err_console, fail, json_option, show_rows
 
 
 @click.group()
@@ -98,3 +100,60 @@ def user_set_password(ctx: click.Context, name: str) -> None:
     with service_for(ctx) as service:
         service.identity.set_password(name, password)
     console.print(f"password of {name} set")
+
+
+@user.command("import")
+@click.argument("source", type=click.Path(path_type=Path, allow_dash=True))
+@click.option(
+    "--credentials-out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Create one AK/SK per user and write them to this new file (0600, JSON Lines).",
+)
+@json_option
+@click.pass_context
+def user_import(ctx: click.Context, source: Path, credentials_out: Path | None, as_json: bool) -> None:
+    """Import users from JSON Lines ({"name", "projects": [names or ids], "password"}), all or nothing."""
+    from csscert.bulk import UserLinesError, parse_user_lines
+    from csscert.files import write_new
+    from csscert.identity.writer import NewCredential
+
+    try:
+        if str(source) == "-":
+            users = parse_user_lines(sys.stdin)
+        else:
+            with source.open(encoding="utf-8", errors="strict") as handle:
+                users = parse_user_lines(handle)
+    except UserLinesError as exc:
+        fail(f"{source}: {exc}; nothing was imported")
+    except UnicodeDecodeError as exc:
+        fail(f"{source} is not UTF-8 text ({exc.reason} at byte {exc.start}); nothing was imported")
+    if credentials_out is not None and (credentials_out.exists() or credentials_out.is_symlink()):
+        fail(f"{credentials_out} exists; the credentials file must be new (secrets are written once)")
+    delivered: list[Path] = []
+
+    def deliver(credentials: list[NewCredential]) -> None:
+        if credentials_out is None:
+            return
+        lines = (
+            json.dumps({"name": c.name, "access_key": c.access_key, "secret_key": c.secret_key}) + "\n"
+            for c in credentials
+        )
+        write_new(credentials_out, "".join(lines).encode(), 0o600)
+        delivered.append(credentials_out)
+
+    with service_for(ctx) as service:
+        try:
+            count = service.identity.import_users(
+                users, with_keys=credentials_out is not None, deliver=deliver
+            )
+        except BaseException:
+            for path in delivered:  # the import failed: its secrets open nothing, drop them
+                path.unlink(missing_ok=True)
+            raise
+    if as_json:
+        emit_json({"imported": count, "credentials_file": str(credentials_out) if credentials_out else None})
+    else:
+        console.print(f"imported {count} user(s)")
+        if credentials_out is not None:
+            console.print(f"credentials in {escape(str(credentials_out))} (mode 0600; shown nowhere else)")

@@ -8,20 +8,54 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 from cryptography.fernet import Fernet
 
+from csscert.bulk import ImportedUser
 from csscert.errors import AccessDenied, InvalidRequest, ResourceNotFound
 from csscert.identity.credentials import generate_access_key, generate_secret_key, hash_password, sk_context
 from csscert.identity.directory import mint_token, token_codec
 from csscert.identity.tokens import IssuedToken, TokenClaims, TokenCodec, fernet_context
-from csscert.model import AccessKey, Domain, FernetKey, Project, User, new_id
+from csscert.model import (
+    AccessKey,
+    Domain,
+    FernetKey,
+    ImportedAccessKey,
+    ImportedUserRecord,
+    Project,
+    User,
+    new_id,
+)
 from csscert.sealing import Sealer
 from csscert.settings import Settings
 from csscert.store import NotFound, SqlStore
 
-__all__ = ["Identity"]
+__all__ = ["Identity", "NewCredential"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewCredential:
+    """An access key made for an imported user, with its secret (shown once, never stored)."""
+
+    name: str
+    access_key: str
+    secret_key: str = field(repr=False)
+
+
+def _hash_passwords(passwords: Sequence[str | None]) -> list[str | None]:
+    """argon2 hashes (None stays None), on every core when there are many."""
+    todo = [p for p in passwords if p is not None]
+    if len(todo) < 16:
+        hashed = iter([hash_password(p) for p in todo])
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor() as pool:
+            hashed = iter(list(pool.map(hash_password, todo, chunksize=64)))
+    return [None if p is None else next(hashed) for p in passwords]
+
 
 _TOKEN_KEYS_KEPT = 3
 
@@ -126,6 +160,56 @@ class Identity:
     def users_page(self, after: str | None, limit: int) -> list[User]:
         """Users of the default domain in name order, ``limit`` at a time after the name ``after``."""
         return self._store.users_page(after, limit, domain_id=self._default_domain_id())
+
+    def import_users(
+        self,
+        users: Sequence[ImportedUser],
+        *,
+        with_keys: bool,
+        deliver: Callable[[list[NewCredential]], None],
+    ) -> int:
+        """Create every user of ``users`` (with one new AK/SK each when ``with_keys``), all or nothing.
+
+        Project references are resolved once each; passwords are hashed on every core (argon2 is
+        slow on purpose: ~20 ms each). ``deliver`` gets the new credentials *before* the store
+        commits (it writes them somewhere); if it raises, nothing is imported, and if the import
+        then fails, the caller must discard what it delivered (the CLI deletes the file).
+        """
+        domain_id = self._default_domain_id()
+        projects: dict[str, str] = {}
+        records: list[ImportedUserRecord] = []
+        credentials: list[NewCredential] = []
+        for user in users:
+            if user.password is not None and len(user.password) < 8:
+                raise InvalidRequest(f"line {user.line}: password must be at least 8 characters")
+        hashes = _hash_passwords([u.password for u in users])
+        for user, password_hash in zip(users, hashes, strict=True):
+            if not user.projects:
+                raise InvalidRequest(f'line {user.line}: grant the user at least one project ("projects")')
+            project_ids = []
+            for ref in user.projects:
+                if ref not in projects:
+                    try:
+                        projects[ref] = self.resolve_project(ref).id
+                    except ResourceNotFound as exc:
+                        raise ResourceNotFound(f"line {user.line}: {exc}") from exc
+                project_ids.append(projects[ref])
+            keys: tuple[ImportedAccessKey, ...] = ()
+            if with_keys:
+                access, secret = generate_access_key(), generate_secret_key()
+                keys = (
+                    ImportedAccessKey(
+                        access, self._sealer.seal(secret.encode(), sk_context(access)), "import"
+                    ),
+                )
+                credentials.append(NewCredential(user.name, access, secret))
+            records.append(
+                ImportedUserRecord(
+                    new_id(), user.name, domain_id, password_hash, tuple(dict.fromkeys(project_ids)), keys
+                )
+            )
+        deliver(credentials)
+        return self._store.import_users(records)
 
     # -- access keys --------------------------------------------------------------------
 

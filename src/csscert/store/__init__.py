@@ -22,7 +22,6 @@ from csscert.store.sql import (
     Conflict,
     NotFound,
     SqlStore,
-    StoreSnapshot,
     StoreUnavailable,
 )
 
@@ -36,7 +35,6 @@ __all__ = [
     "NotFound",
     "SchemaError",
     "SqlStore",
-    "StoreSnapshot",
     "StoreUnavailable",
     "head_revision",
     "migrate",

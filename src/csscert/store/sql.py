@@ -27,7 +27,6 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -68,7 +67,6 @@ from csscert.model import (
     ImportedUserRecord,
     IssuedCertificate,
     Project,
-    Revocation,
     User,
 )
 from csscert.store import schema as t
@@ -80,13 +78,10 @@ __all__ = [
     "Conflict",
     "NotFound",
     "SqlStore",
-    "StoreSnapshot",
     "StoreUnavailable",
 ]
 
 NOTIFY_CHANNEL = "csscert_changes"
-_USER_REVOCATION = "user:"  # legacy revocation ids "user:<user id>@<epoch ms>" (now users.tokens_valid_after)
-_NEVER = datetime(9999, 12, 31, tzinfo=UTC)
 _BATCH = 1000  # rows per executemany batch
 _IN_BATCH = 500  # values per IN (...) list
 _PRUNE_IN_WRITE = 200  # change rows / expired revocations a write prunes on the side, at most
@@ -138,20 +133,6 @@ def _unavailable_on_failure(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-@dataclass(frozen=True, slots=True)
-class StoreSnapshot:
-    """Everything the hot path needs, read in one consistent transaction."""
-
-    revision: int
-    domains: tuple[Domain, ...]
-    projects: tuple[Project, ...]
-    users: tuple[User, ...]
-    access_keys: tuple[AccessKey, ...]
-    authorities: tuple[CertificateAuthority, ...]
-    fernet_keys: tuple[FernetKey, ...]
-    revocations: tuple[Revocation, ...]
-
-
 def _utc(value: datetime) -> datetime:
     """Everything we store is UTC: SQLite hands naive datetimes back, PostgreSQL aware ones in the
     session's time zone; both become ``datetime.UTC`` (HTTP dates insist on that exact zone)."""
@@ -174,16 +155,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
-
-
-def _parse_user_revocation(audit_id: str) -> tuple[str, int] | None:
-    """``user:<user id>@<epoch ms>`` (the legacy spelling of a per-user cut-off) or None."""
-    if not audit_id.startswith(_USER_REVOCATION):
-        return None
-    user_id, at, millis = audit_id[len(_USER_REVOCATION) :].partition("@")
-    if not user_id or not at or not millis.isdigit():
-        return None
-    return user_id, int(millis)
 
 
 class _Tx:
@@ -566,47 +537,6 @@ class SqlStore:
                 tx.execute(insert(t.meta).values(key=key, value=value))
             tx.changed("meta", key)
 
-    # -- snapshot -----------------------------------------------------------------------
-
-    def snapshot(self) -> StoreSnapshot:
-        """The whole store in one transaction (today's View; the read model replaces it).
-
-        Per-user token cut-offs (``users.tokens_valid_after``) appear as the legacy revocation
-        entries ``user:<user id>@<ms>`` that today's identity code reads."""
-        with self.engine.connect() as conn:
-            if self.engine.dialect.name == "postgresql":
-                conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                self._no_statement_timeout(conn)
-                return self._snapshot(conn)
-
-    def _snapshot(self, conn: Connection) -> StoreSnapshot:
-        if conn.dialect.name == "sqlite":
-            # pysqlite only opens a transaction before a write; without it every SELECT below
-            # would see whatever was committed by then, mixing two revisions in one view.
-            conn.exec_driver_sql("BEGIN")
-        revision = conn.execute(select(t.revision.c.value)).scalar()
-        users = self._users(conn)
-        revocations = [
-            Revocation(r.audit_id, _utc(r.expires_at))
-            for r in conn.execute(select(t.revocations).where(t.revocations.c.expires_at > _now()))
-        ]
-        revocations.extend(
-            Revocation(f"{_USER_REVOCATION}{u.id}@{u.tokens_valid_after_ms}", _NEVER)
-            for u in users
-            if u.tokens_valid_after_ms is not None
-        )
-        return StoreSnapshot(
-            revision=int(revision or 0),
-            domains=tuple(_domain(r) for r in conn.execute(select(t.domains))),
-            projects=tuple(_project(r) for r in conn.execute(select(t.projects))),
-            users=users,
-            access_keys=tuple(_access_key(r) for r in conn.execute(select(t.access_keys))),
-            authorities=tuple(_ca(r) for r in conn.execute(select(t.certificate_authorities))),
-            fernet_keys=tuple(_fernet(r) for r in conn.execute(select(t.fernet_keys))),
-            revocations=tuple(revocations),
-        )
-
     # -- domains & projects -------------------------------------------------------------
 
     def ensure_domain(self, domain_id: str, name: str) -> Domain:
@@ -624,10 +554,6 @@ class SqlStore:
             tx.execute(insert(t.domains).values(id=domain_id, name=name, enabled=True))
             tx.changed("domain", domain_id)
             return Domain(domain_id, name, True)
-
-    def domains(self) -> list[Domain]:
-        with self.engine.connect() as conn:
-            return [_domain(r) for r in conn.execute(select(t.domains).order_by(t.domains.c.name))]
 
     def create_project(self, project_id: str, name: str, domain_id: str) -> Project:
         project = Project(project_id, name, domain_id, True, _now())
@@ -655,19 +581,12 @@ class SqlStore:
 
     # -- users & grants -----------------------------------------------------------------
 
-    def _users(self, conn: Connection) -> tuple[User, ...]:
-        granted: dict[str, set[str]] = {}
-        for row in conn.execute(select(t.grants)):
-            granted.setdefault(row.user_id, set()).add(row.project_id)
-        return tuple(
-            _user(r, frozenset(granted.get(r.id, ())))
-            for r in conn.execute(select(t.users).order_by(t.users.c.created_at))
-        )
-
-    def users(self) -> list[User]:
-        """Every user (loads them all: the CLI should page with :meth:`users_page`)."""
+    def projects_without_ca(self) -> list[str]:
+        """Ids of projects no CA names as its scope (the per-project scope's missing CAs)."""
+        cas = t.certificate_authorities
+        query = select(t.projects.c.id).where(~t.projects.c.id.in_(select(cas.c.scope).distinct()))
         with self.engine.connect() as conn:
-            return list(self._users(conn))
+            return list(conn.execute(query).scalars())
 
     @_unavailable_on_failure
     def users_page(
@@ -903,12 +822,6 @@ class SqlStore:
             raise Conflict("access key collision") from exc
         return key
 
-    def access_keys(self) -> list[AccessKey]:
-        """Every access key (loads them all: use :meth:`access_keys_of` / :meth:`access_key`)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(t.access_keys).order_by(t.access_keys.c.created_at))
-            return [_access_key(r) for r in rows]
-
     @_unavailable_on_failure
     def any_access_key(self) -> AccessKey | None:
         """One access key, any (the master-key check opens one secret, not all)."""
@@ -1062,27 +975,13 @@ class SqlStore:
         audit_id: str,
         expires_at: datetime,
         user_id: str | None = None,
-        *,
-        supersedes: str | None = None,
     ) -> None:
         """Revoke the token with ``audit_id`` until ``expires_at`` (its own expiry); ``user_id``,
         when known, ties it to the user so deleting the user deletes it. Each call also prunes a
-        bounded number of expired revocations.
-
-        Legacy (today's identity code): an id ``user:<user id>@<ms>`` is a per-user cut-off and
-        goes to :meth:`set_tokens_valid_after`; ``supersedes`` drops older rows with that prefix."""
-        legacy = _parse_user_revocation(audit_id)
+        bounded number of expired revocations (a revoked token past its expiry is refused anyway)."""
         rv = t.revocations
         with self._write() as tx:
             self._prune_revocations(tx.conn, _PRUNE_IN_WRITE)
-            if legacy is not None:
-                self._raise_tokens_valid_after(tx, legacy[0], legacy[1])
-                return
-            if supersedes is not None:
-                superseded = rv.c.audit_id.startswith(supersedes, autoescape=True)
-                for old in tx.execute(select(rv.c.audit_id).where(superseded)).scalars().all():
-                    tx.changed("revocation", old)
-                tx.execute(delete(rv).where(superseded))
             if tx.execute(select(rv.c.audit_id).where(rv.c.audit_id == audit_id)).first() is None:
                 tx.execute(
                     insert(rv).values(
