@@ -61,7 +61,7 @@ class Settings(BaseSettings):
         default=1.0, ge=0, le=3600, description="PostgreSQL statement_timeout for reads; 0 turns it off."
     )
     db_read_deadline_seconds: float = Field(
-        default=1.5, ge=0.05, le=3600, description="Client-side bound on one read, even on a frozen server."
+        default=1.0, ge=0.05, le=3600, description="Client-side bound on one read, even on a frozen server."
     )
     db_read_threads: int = Field(default=4, ge=1, le=64, description="Threads that run bounded reads.")
     change_log_keep_seconds: int = Field(

@@ -248,7 +248,7 @@ class SqlStore:
         *,
         connect_timeout: float = 1.0,
         statement_timeout: float = 1.0,
-        read_deadline: float = 1.5,
+        read_deadline: float = 1.0,
         read_threads: int = 4,
         change_keep_seconds: float | None = 86400.0,
     ) -> None:
