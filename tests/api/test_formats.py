@@ -199,7 +199,7 @@ def test_truststore_formats_hold_every_ca_and_no_key(server: CsscertServer, admi
         ({"format": "jks"}, "changeit"),
         ({"format": "p12", "password": "An0ther-pass word"}, "An0ther-pass word"),
     ):
-        response = download(server, admin_token, **params)
+        response = download(server, admin_token, query=params)
         assert response.status_code == 200, response.text
         assert response.headers["content-type"] == "application/x-pkcs12"
         assert response.headers["content-disposition"] == 'attachment; filename="truststore.p12"'
@@ -345,7 +345,7 @@ def test_no_response_of_any_format_contains_key_material(server: CsscertServer, 
     requests += [{"format": "p12", "password": "s3cret-pass"}, {}]
     for params in requests:
         for method in ("GET", "HEAD"):
-            response = download(server, admin_token, method=method, **params)
+            response = download(server, admin_token, method=method, query=params)
             assert response.status_code == 200
             blob = response.content + json.dumps(dict(response.headers)).encode()
             assert b"PRIVATE KEY" not in blob and b"PRIVATE" not in blob.upper().replace(b"PRIVATE_", b"")

@@ -87,6 +87,7 @@ def test_generated_project_ids(server: CsscertServer, admin_token: str, project_
     status, headers, body = request(server, "GET", path, {"X-Auth-Token": admin_token})
     check("GET", status, headers, body)
     # The exact answer is known: the server sees the decoded id.
+    expected: tuple[int, str | None]
     if "/" in project_id:
         expected = (404, "APIGW.0101")
     elif not HEX32.fullmatch(project_id):

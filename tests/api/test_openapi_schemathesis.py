@@ -7,12 +7,17 @@ schemathesis' lazy pytest fixture loader does not support pytest 9 yet.)
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.core.result import Ok
 from schemathesis.specs.openapi import checks as oas_checks
 from support.server import CsscertServer
+
+Operation = schemathesis.APIOperation[Any, Any, Any, Any]
 
 CHECKS = [
     schemathesis.checks.not_a_server_error,
@@ -24,10 +29,11 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def operations(server: CsscertServer) -> dict[str, object]:
+def operations(server: CsscertServer) -> dict[str, Operation]:
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
-    found = {}
+    found: dict[str, Operation] = {}
     for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result
         operation = result.ok()
         found[operation.label] = operation
     return found
@@ -47,22 +53,22 @@ LABELS = [
 ]
 
 
-def test_every_operation_is_covered(operations: dict[str, object]) -> None:
+def test_every_operation_is_covered(operations: dict[str, Operation]) -> None:
     assert sorted(operations) == sorted(LABELS)
 
 
 @pytest.mark.parametrize("label", LABELS)
 @pytest.mark.parametrize("authenticated", [True, False], ids=["token", "anonymous"])
 def test_operation_behaves_as_documented(
-    operations: dict[str, object], server: CsscertServer, admin_token: str, label: str, authenticated: bool
+    operations: dict[str, Operation], server: CsscertServer, admin_token: str, label: str, authenticated: bool
 ) -> None:
     operation = operations[label]
     headers = {"X-Auth-Token": admin_token} if authenticated else {}
     statuses: list[int] = []
 
-    @given(case=operation.as_strategy(), real_project=st.booleans())  # type: ignore[attr-defined]
+    @given(case=operation.as_strategy(), real_project=st.booleans())
     @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    def check(case: schemathesis.Case, real_project: bool) -> None:
+    def check(case: schemathesis.Case[Any], real_project: bool) -> None:
         if real_project and case.path_parameters and "project_id" in case.path_parameters:
             case.path_parameters["project_id"] = server.project_id
         response = case.call_and_validate(headers=headers, checks=CHECKS)

@@ -90,7 +90,7 @@ def test_download_with_ak_sk_in_every_format(server: CsscertServer, admin_token:
         result = csscert(*common, "--format", fmt, *extra, "-o", str(target), cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         params = {"format": fmt, **({"password": extra[1]} if extra else {})}
-        assert target.read_bytes() == download(server, admin_token, **params).content
+        assert target.read_bytes() == download(server, admin_token, query=params).content
         printed = [line.split("SHA-256 ", 1)[1] for line in result.stdout.splitlines() if "SHA-256 " in line]
         assert printed == [_colon(fp) for fp in expected], (fmt, result.stdout)
     default_name = csscert(*common, "--format", "p12", cwd=tmp_path)

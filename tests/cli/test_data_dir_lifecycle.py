@@ -32,7 +32,7 @@ def _fingerprint(pem: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def fresh(make_server: ServerFactory) -> CsscertServer:
+def eu_de_server(make_server: ServerFactory) -> CsscertServer:
     """A server started once on an empty data directory (so its first-start banner is known)."""
     return make_server(extra_args=["--region", "eu-de"])
 
@@ -40,60 +40,62 @@ def fresh(make_server: ServerFactory) -> CsscertServer:
 # -- first start ------------------------------------------------------------------------------
 
 
-def test_first_start_prints_region_project_and_a_working_curl(fresh: CsscertServer, tmp_path: Path) -> None:
-    banner = fresh.first_start_output
+def test_first_start_prints_region_project_and_a_working_curl(
+    eu_de_server: CsscertServer, tmp_path: Path
+) -> None:
+    banner = eu_de_server.first_start_output
     assert re.search(r"^region\s+eu-de$", banner, re.M), banner
-    assert re.search(rf"^project id\s+{fresh.project_id}\s+\(name eu-de\)$", banner, re.M), banner
+    assert re.search(rf"^project id\s+{eu_de_server.project_id}\s+\(name eu-de\)$", banner, re.M), banner
     commands = [line.strip() for line in banner.splitlines() if line.strip().startswith("curl ")]
     assert len(commands) == 1, banner
     argv = shlex.split(commands[0])
-    assert argv[-1] == fresh.download_url()
+    assert argv[-1] == eu_de_server.download_url()
     # Run it exactly as printed, in an empty directory, as a newcomer would.
     result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     downloaded = (tmp_path / "CloudSearchService.cer").read_bytes()
-    assert _fingerprint(downloaded) == fresh.cli_json("ca", "show")["fingerprint_sha256"]
-    assert downloaded == _get(fresh, fresh.token()).content
+    assert _fingerprint(downloaded) == eu_de_server.cli_json("ca", "show")["fingerprint_sha256"]
+    assert downloaded == _get(eu_de_server, eu_de_server.token()).content
     # The bootstrap credentials are in a 0600 file, and the secrets are not on the screen.
-    credentials = fresh.data_dir / "bootstrap-credentials.json"
+    credentials = eu_de_server.data_dir / "bootstrap-credentials.json"
     assert credentials.stat().st_mode & 0o777 == 0o600
     secrets = json.loads(credentials.read_text())
     assert secrets["password"] not in banner and secrets["secret_key"] not in banner
 
 
-def test_restart_keeps_the_ca_and_prints_no_second_banner(fresh: CsscertServer) -> None:
-    token = fresh.token()
-    before = _get(fresh, token)
-    shown = fresh.cli_json("ca", "show")
-    fresh.restart()
-    after = _get(fresh, token)  # tokens survive a restart too
+def test_restart_keeps_the_ca_and_prints_no_second_banner(eu_de_server: CsscertServer) -> None:
+    token = eu_de_server.token()
+    before = _get(eu_de_server, token)
+    shown = eu_de_server.cli_json("ca", "show")
+    eu_de_server.restart()
+    after = _get(eu_de_server, token)  # tokens survive a restart too
     assert after.status_code == 200
     assert after.content == before.content
     assert after.headers["etag"] == before.headers["etag"]
-    assert fresh.cli_json("ca", "show") == shown
-    assert fresh.first_start_output.count("first start") == 1
-    assert len(fresh.cli_json("ca", "list")) == 1  # no second CA was created
+    assert eu_de_server.cli_json("ca", "show") == shown
+    assert eu_de_server.first_start_output.count("first start") == 1
+    assert len(eu_de_server.cli_json("ca", "list")) == 1  # no second CA was created
 
 
 # -- projects and CA scope --------------------------------------------------------------------
 
 
-def test_project_create_and_list(fresh: CsscertServer) -> None:
-    created = fresh.cli("project", "create", "logs").stdout.strip()
+def test_project_create_and_list(eu_de_server: CsscertServer) -> None:
+    created = eu_de_server.cli("project", "create", "logs").stdout.strip()
     assert HEX32.fullmatch(created), created
-    as_json = fresh.cli_json("project", "create", "metrics")
+    as_json = eu_de_server.cli_json("project", "create", "metrics")
     assert HEX32.fullmatch(as_json["id"]) and as_json["name"] == "eu-de_metrics"
-    listed = fresh.cli_json("project", "list")
+    listed = eu_de_server.cli_json("project", "list")
     by_id = {p["id"]: p for p in listed}
     assert by_id[created]["name"] == "eu-de_logs" and by_id[created]["enabled"] is True
     assert dt.datetime.fromisoformat(by_id[created]["created_at"]).tzinfo is not None
     assert "T" in by_id[created]["created_at"]
-    assert as_json["id"] in by_id and fresh.project_id in by_id
-    table = fresh.cli("project", "list").stdout
+    assert as_json["id"] in by_id and eu_de_server.project_id in by_id
+    table = eu_de_server.cli("project", "list").stdout
     assert created in table and "eu-de_logs" in table
-    duplicate = fresh.cli("project", "create", "logs", check=False)
+    duplicate = eu_de_server.cli("project", "create", "logs", check=False)
     assert duplicate.returncode == EXIT_ERROR and "already exists" in duplicate.stderr
-    bad = fresh.cli("project", "create", "has space", check=False)
+    bad = eu_de_server.cli("project", "create", "has space", check=False)
     assert bad.returncode == EXIT_ERROR and "project name" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -135,7 +137,7 @@ def test_project_scope_gives_each_project_its_own_ca(make_server: ServerFactory)
 # -- db upgrade, ca show ------------------------------------------------------------------------
 
 
-def test_db_upgrade_on_a_new_and_on_a_live_data_dir(fresh: CsscertServer, tmp_path: Path) -> None:
+def test_db_upgrade_on_a_new_and_on_a_live_data_dir(eu_de_server: CsscertServer, tmp_path: Path) -> None:
     new = CsscertServer(data_dir=tmp_path / "data")
     first = new.cli("db", "upgrade")
     revision = re.search(r"schema at revision (\S+)", first.stdout)
@@ -145,14 +147,14 @@ def test_db_upgrade_on_a_new_and_on_a_live_data_dir(fresh: CsscertServer, tmp_pa
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"projects", "users", "access_keys", "certificate_authorities", "fernet_keys"} <= tables
     assert new.cli("db", "upgrade").stdout == first.stdout  # idempotent
-    live = fresh.cli("db", "upgrade")
+    live = eu_de_server.cli("db", "upgrade")
     assert f"schema at revision {revision.group(1)}" in live.stdout
-    assert _get(fresh, fresh.token()).status_code == 200
+    assert _get(eu_de_server, eu_de_server.token()).status_code == 200
 
 
-def test_ca_show_for_people(fresh: CsscertServer) -> None:
-    shown = fresh.cli_json("ca", "show")
-    text = fresh.cli("ca", "show").stdout
+def test_ca_show_for_people(eu_de_server: CsscertServer) -> None:
+    shown = eu_de_server.cli_json("ca", "show")
+    text = eu_de_server.cli("ca", "show").stdout
     colon = ":".join(re.findall("..", shown["fingerprint_sha256"])).upper()
     for expected in ("CN=CloudSearchService", colon, shown["not_before"], shown["not_after"], "region"):
         assert expected in text, (expected, text)
@@ -240,11 +242,13 @@ def test_concurrent_first_commands_agree_on_one_master_key_and_ca(tmp_path: Path
     assert sorted(p.name for p in data_dir.iterdir() if p.name.startswith(".master")) == []
 
 
-def test_serve_on_a_busy_port_fails_clearly_before_writing(fresh: CsscertServer, tmp_path: Path) -> None:
+def test_serve_on_a_busy_port_fails_clearly_before_writing(
+    eu_de_server: CsscertServer, tmp_path: Path
+) -> None:
     newcomer = CsscertServer(data_dir=tmp_path / "data")
-    busy = newcomer.cli("serve", "--port", str(fresh.port), check=False)  # fresh listens there
+    busy = newcomer.cli("serve", "--port", str(eu_de_server.port), check=False)  # eu_de_server listens there
     assert busy.returncode == EXIT_ERROR
-    assert f"cannot listen on 127.0.0.1:{fresh.port}" in busy.stderr and "Traceback" not in busy.stderr
+    assert f"cannot listen on 127.0.0.1:{eu_de_server.port}" in busy.stderr and "Traceback" not in busy.stderr
     assert not newcomer.data_dir.exists()  # so the real first start still shows its banner
     zero = newcomer.cli("serve", "--port", "0", check=False)
     assert zero.returncode == EXIT_ERROR and "--port" in zero.stderr

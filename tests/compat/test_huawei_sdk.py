@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -17,31 +16,8 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException, SdkException
 from huaweicloudsdkcore.region.region import Region
 from huaweicloudsdkcss.v1 import CssClient, DownloadCertRequest
+from support.accounts import Account, new_account
 from support.server import CsscertServer
-
-
-@dataclass(frozen=True)
-class Account:
-    user: str
-    project_id: str
-    project_name: str
-    access: str
-    secret: str
-
-
-def _new_account(server: CsscertServer, project: str | None = None) -> Account:
-    """A project of its own (unless given), a user granted it, and an AK/SK of that user."""
-    tag = secrets.token_hex(4)
-    if project is None:
-        created = server.cli_json("project", "create", f"sdk{tag}")
-        project_id, project_name = created["id"], created["name"]
-    else:
-        assert project == server.project_id, "only the region's bootstrap project is known by name here"
-        project_id, project_name = project, str(server.bootstrap["project_name"])
-    user = f"sdk-user-{tag}"
-    server.cli("user", "create", user, "--project", project_id)
-    key = server.cli_json("credential", "create", "--user", user)
-    return Account(user, project_id, project_name, key["access"], key["secret"])
 
 
 def _client(server: CsscertServer, credentials: BasicCredentials) -> CssClient:
@@ -55,11 +31,6 @@ def _served(server: CsscertServer, account: Account) -> bytes:
     response = httpx.get(server.download_url(project_id), headers={"X-Auth-Token": token})
     assert response.status_code == 200, response.text
     return response.content
-
-
-@pytest.fixture(scope="module")
-def account(server: CsscertServer) -> Account:
-    return _new_account(server)
 
 
 def _refused(client: CssClient) -> ClientRequestException:
@@ -162,7 +133,7 @@ def _region_of(server: CsscertServer) -> str:
 
 def test_region_without_project_id_finds_it_through_v3_projects(server: CsscertServer) -> None:
     region = _region_of(server)
-    account = _new_account(server, project=server.project_id)  # the region's own project
+    account = new_account(server, project_id=server.project_id, prefix="sdk")  # the region's own project
     credentials = BasicCredentials(account.access, account.secret).with_iam_endpoint(server.url)
     client = (
         CssClient.new_builder().with_credentials(credentials).with_region(Region(region, server.url)).build()
@@ -177,7 +148,7 @@ def test_region_lookup_honours_the_iam_endpoint_environment_variable(
     server: CsscertServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     region = _region_of(server)
-    account = _new_account(server, project=server.project_id)
+    account = new_account(server, project_id=server.project_id, prefix="sdk")
     monkeypatch.setenv("HUAWEICLOUD_SDK_IAM_ENDPOINT", server.url)
     credentials = BasicCredentials(account.access, account.secret)
     client = (

@@ -49,7 +49,8 @@ def otc_user(server: CsscertServer) -> PasswordUser:
     )
 
 
-def _connect(server: CsscertServer, user: PasswordUser, **overrides: Any) -> openstack.connection.Connection:
+def _connect(server: CsscertServer, user: PasswordUser, **overrides: Any) -> Any:
+    """An openstack Connection with otcextensions registered (its ``css`` proxy is added at run time)."""
     options: dict[str, Any] = {
         "auth_url": server.url + "/v3",
         "username": user.name,
@@ -217,7 +218,8 @@ def test_keystoneauth_session_sees_the_version_document_and_validates_tokens(
     assert access.service_catalog.url_for(service_type="css", interface="public") == (
         f"{server.url}/v1.0/{otc_user.project_id}"
     )
-    assert session.get_endpoint(service_type="identity", interface="public").rstrip("/") == server.url + "/v3"
+    identity = session.get_endpoint(service_type="identity", interface="public")
+    assert identity is not None and identity.rstrip("/") == server.url + "/v3"
     # Validate the token with the token itself (GET /v3/auth/tokens), as a service would.
     checked = session.get(
         server.url + "/v3/auth/tokens",

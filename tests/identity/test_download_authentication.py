@@ -11,7 +11,7 @@ import datetime as dt
 import secrets
 import string
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -178,7 +178,7 @@ def test_unauthenticated_callers_cannot_tell_which_projects_exist(
     server: CsscertServer, account: Account, http_client: httpx.Client
 ) -> None:
     existing, missing = account.project_id, secrets.token_hex(16)
-    ways = {
+    ways: dict[str, Callable[[str], dict[str, str]]] = {
         "nothing": lambda pid: {},
         "bad token": lambda pid: {"X-Auth-Token": "gAAAAABnot-a-token"},
         "bad signature": lambda pid: sdk_sign(

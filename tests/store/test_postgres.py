@@ -14,12 +14,12 @@ import sys
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from sqlalchemy import make_url
+from support.http import download
 from support.server import CsscertServer, ServerFactory, clean_env
 
 ADMIN_URL = os.environ.get("CSSCERT_TEST_POSTGRES_URL")
@@ -44,13 +44,9 @@ def pg_server(make_server: ServerFactory) -> CsscertServer:
     return make_server(env={"CSSCERT_DATABASE_URL": _fresh_database()}, serve_args=["--workers", "2"])
 
 
-def _get(server: CsscertServer, token: str, **params: str) -> httpx.Response:
-    return httpx.get(server.download_url(), headers={"X-Auth-Token": token}, params=params)
-
-
 def test_download_rotation_and_revocation_on_postgresql(pg_server: CsscertServer) -> None:
     token = pg_server.token()
-    first = _get(pg_server, token)
+    first = download(pg_server, token)
     assert first.status_code == 200, first.text
     shown = pg_server.cli_json("ca", "show")
     cert = x509.load_pem_x509_certificates(first.content)[0]
@@ -58,13 +54,13 @@ def test_download_rotation_and_revocation_on_postgresql(pg_server: CsscertServer
     assert parsedate_to_datetime(first.headers["last-modified"]).tzinfo is not None
 
     pg_server.cli("ca", "rotate")
-    rotated = _get(pg_server, token, format="json").json()["certificates"]
+    rotated = download(pg_server, token, format="json").json()["certificates"]
     assert [c["state"] for c in rotated] == ["active", "trusted"]
     assert rotated[1]["fingerprint_sha256"] == shown["fingerprint_sha256"]
 
     pg_server.cli("token", "revoke", token)
     for _ in range(4):  # two workers: each must refuse it on its very next request
-        assert _get(pg_server, token).status_code == 401
+        assert download(pg_server, token).status_code == 401
 
 
 def test_restart_keeps_the_ca_and_nothing_secret_is_stored_in_clear(pg_server: CsscertServer) -> None:

@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from support.keystone import password_login
 from support.server import CsscertServer, ServerFactory
 
 # The AlgorithmIdentifier that follows "version 0" in a PKCS#8 PrivateKeyInfo.
@@ -120,10 +121,14 @@ def db_files(data_dir: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(data_dir.glob("csscert.db*"))}
 
 
+#: A private server, and every secret it was given or made, in clear.
+ServerAndSecrets = tuple[CsscertServer, dict[str, bytes]]
+
+
 @pytest.fixture(scope="module")
-def busy(
+def server_with_every_secret(
     make_server: ServerFactory, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[CsscertServer, dict[str, bytes]]:
+) -> ServerAndSecrets:
     """A private server that has made every kind of secret; returns it and those secrets in clear."""
     server = make_server(extra_args=["--ca-scope", "project"])
     project = server.cli("project", "create", "secrets").stdout.strip()
@@ -132,10 +137,8 @@ def busy(
     out = tmp_path_factory.mktemp("secrets") / "node"
     server.cli("cert", "issue", "--project", project, "--name", "n1", "--dns", "localhost", "--out", str(out))
     # A password login through the API puts the password in a request body.
-    login = httpx.post(f"{server.url}/v3/auth/tokens", json={"auth": {"identity": {
-        "methods": ["password"],
-        "password": {"user": {"name": "alice", "domain": {"name": "csscert"}, "password": PASSWORD}}},
-        "scope": {"project": {"id": project}}}})
+    body = password_login(PASSWORD, user="alice", domain="csscert", project_id=project)
+    login = httpx.post(f"{server.url}/v3/auth/tokens", json=body)
     assert login.status_code == 201, login.text
     token = login.headers["x-subject-token"]
     assert httpx.get(server.download_url(project), headers={"X-Auth-Token": token}).status_code == 200
@@ -153,9 +156,9 @@ def busy(
     return server, secrets
 
 
-def test_the_test_opens_the_real_ca_keys(busy: tuple[CsscertServer, dict[str, bytes]]) -> None:
+def test_the_test_opens_the_real_ca_keys(server_with_every_secret: ServerAndSecrets) -> None:
     """Positive control: the sealed rows are the real keys, so searching for them means something."""
-    server, _ = busy
+    server, _ = server_with_every_secret
     sealed = Sealed(server.data_dir)
     cas = rows(server.data_dir, "SELECT id, cert_pem, key_sealed FROM certificate_authorities")
     assert len(cas) == 2  # the region's and project "secrets"' own
@@ -164,14 +167,15 @@ def test_the_test_opens_the_real_ca_keys(busy: tuple[CsscertServer, dict[str, by
         assert key.public_key() == x509.load_pem_x509_certificate(cert_pem.encode()).public_key()
     access, sk_sealed = rows(server.data_dir, "SELECT access, secret_sealed FROM access_keys")[0]
     assert sealed.open(sk_sealed, f"ak:{access}").decode() in (
-        server.bootstrap["secret_key"], *[v.decode() for k, v in busy[1].items() if "secret key" in k]
+        server.bootstrap["secret_key"],
+        *[v.decode() for k, v in server_with_every_secret[1].items() if "secret key" in k],
     )
 
 
 def test_sealed_blobs_do_not_open_without_the_master_key(
-    busy: tuple[CsscertServer, dict[str, bytes]]
+    server_with_every_secret: ServerAndSecrets
 ) -> None:
-    server, _ = busy
+    server, _ = server_with_every_secret
     sealed = Sealed(server.data_dir)
     cas = rows(server.data_dir, "SELECT id, key_sealed FROM certificate_authorities")
     other_key = AESGCM.generate_key(bit_length=256)
@@ -215,8 +219,8 @@ def _assert_clean(files: dict[str, bytes], secrets: dict[str, bytes]) -> None:
             assert secret not in data, f"{label} in clear in {name}"
 
 
-def test_database_and_wal_hold_no_secret_in_clear(busy: tuple[CsscertServer, dict[str, bytes]]) -> None:
-    server, secrets = busy
+def test_database_and_wal_hold_no_secret_in_clear(server_with_every_secret: ServerAndSecrets) -> None:
+    server, secrets = server_with_every_secret
     everything = _all_secrets(server, secrets)
     live = db_files(server.data_dir)
     assert "csscert.db-wal" in live  # the running server's recent writes are in the WAL: scanned too
@@ -229,18 +233,18 @@ def test_database_and_wal_hold_no_secret_in_clear(busy: tuple[CsscertServer, dic
         server.start()
 
 
-def test_the_log_holds_no_secret(busy: tuple[CsscertServer, dict[str, bytes]]) -> None:
-    server, secrets = busy
-    log = (server.data_dir.parent / f"server-{server.port}.log").read_bytes()
+def test_the_log_holds_no_secret(server_with_every_secret: ServerAndSecrets) -> None:
+    server, secrets = server_with_every_secret
+    log = server.log_file.read_bytes()
     assert b"listening" in log  # the right file
     assert clear_key_material(log) == []
     for label, secret in _all_secrets(server, secrets).items():
         assert secret not in log, label
 
 
-def test_the_scanner_finds_keys_that_are_there(busy: tuple[CsscertServer, dict[str, bytes]]) -> None:
+def test_the_scanner_finds_keys_that_are_there(server_with_every_secret: ServerAndSecrets) -> None:
     """The same search over a database-like buffer with a key planted in each form finds it."""
-    server, _ = busy
+    server, _ = server_with_every_secret
     db = db_files(server.data_dir)["csscert.db"]
     key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

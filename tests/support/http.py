@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -24,13 +25,15 @@ def download(
     project: str | None = None,
     method: str = "GET",
     headers: dict[str, str] | None = None,
+    query: Mapping[str, str] | None = None,
     **params: str,
 ) -> httpx.Response:
-    """``GET /v1.0/{project}/cer/download?params`` with an X-Auth-Token (plus ``headers``)."""
+    """``GET /v1.0/{project}/cer/download?query&params`` with an X-Auth-Token (plus ``headers``)."""
+    every = {**(query or {}), **params}
     return httpx.request(
         method,
         server.download_url(project),
-        params=params or None,
+        params=every or None,
         headers={"X-Auth-Token": token, **(headers or {})},
         timeout=30,
     )

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from csscert import signing
 
 
-def outcome(func: Callable[..., object], *args: Any, **kwargs: Any) -> tuple[str, object]:
+def outcome(func: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[str, Any]:
     try:
         return ("ok", func(*args, **kwargs))
     except signing.SignatureFormatError as exc:
