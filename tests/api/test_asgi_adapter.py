@@ -76,7 +76,7 @@ def test_asgi_answers_like_rsgi(rsgi_server: CsscertServer, asgi_url: str) -> No
     assert revalidated.status_code == 304 and revalidated.content == b""
 
 
-def test_asgi_errors_and_keystone(rsgi_server: CsscertServer, asgi_url: str) -> None:
+def test_asgi_answers_errors_and_keystone_logins_like_rsgi(rsgi_server: CsscertServer, asgi_url: str) -> None:
     anonymous = httpx.get(f"{asgi_url}/v1.0/{rsgi_server.project_id}/cer/download")
     assert anonymous.status_code == 401
     body = anonymous.json()

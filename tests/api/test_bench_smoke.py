@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
     shutil.which("wrk") is None or (shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists()),
     reason="needs Debian's nginx and wrk (.ci/run installs them)",
 )
-def test_bench_run_smoke(tmp_path: Path) -> None:
+def test_a_tiny_bench_run_validates_every_case(tmp_path: Path) -> None:
     out = tmp_path / "smoke"
     done = subprocess.run(
         [

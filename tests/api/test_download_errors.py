@@ -93,7 +93,7 @@ def test_other_methods_are_405_with_allow(server: CsscertServer, admin_token: st
         assert response.headers["allow"] == "GET, HEAD"
 
 
-def test_405_with_a_body(server: CsscertServer, admin_token: str) -> None:
+def test_a_post_with_a_large_body_is_still_405_with_allow(server: CsscertServer, admin_token: str) -> None:
     response = httpx.post(
         server.download_url(), headers={"X-Auth-Token": admin_token}, json={"file": "x" * 100_000}
     )

@@ -269,7 +269,7 @@ def test_accept_quality_values_follow_rfc_9110(
     assert response.headers["content-type"] == content_type
 
 
-def test_password_rules(server: CsscertServer, admin_token: str) -> None:
+def test_truststore_password_rules_hold_over_http(server: CsscertServer, admin_token: str) -> None:
     assert "only applies" in _css_error(download(server, admin_token, password="secret1"), 400)
     assert "only applies" in _css_error(download(server, admin_token, format="der", password="secret1"), 400)
     for bad in ("", "x" * 129, "pässword", "tab\there"):

@@ -82,7 +82,9 @@ def raw_exchange(server: CsscertServer, data: bytes) -> tuple[int, dict[str, str
 @example(project_id="{project_id}")
 @example(project_id="0123456789abcdef0123456789abcdef\n")  # "$" in a regex would let this through
 @example(project_id="0123456789abcdef0123456789abcde\u0660")  # a non-ASCII digit
-def test_generated_project_ids(server: CsscertServer, admin_token: str, project_id: str) -> None:
+def test_generated_project_ids_get_exactly_the_expected_answer(
+    server: CsscertServer, admin_token: str, project_id: str
+) -> None:
     path = f"/v1.0/{quote(project_id, safe='{}')}/cer/download"
     status, headers, body = request(server, "GET", path, {"X-Auth-Token": admin_token})
     check("GET", status, headers, body)
@@ -129,7 +131,7 @@ _SUFFIXES = ["", "/", "/cer/download", "/download", "/..", "/%2e%2e/cer/download
     query=st.one_of(st.just(""), st.text(max_size=30).map(lambda q: "?" + quote(q, safe="=&%"))),
     authenticated=st.booleans(),
 )
-def test_generated_paths(
+def test_generated_paths_never_get_a_5xx(
     server: CsscertServer, admin_token: str, method: str, prefix: str, segments: list[str], suffix: str,
     query: str, authenticated: bool,
 ) -> None:
@@ -143,7 +145,7 @@ def test_generated_paths(
 
 
 @pytest.mark.parametrize("length", [1_000, 8_000, 60_000, 300_000])
-def test_overlong_paths(server: CsscertServer, admin_token: str, length: int) -> None:
+def test_overlong_paths_never_get_a_5xx(server: CsscertServer, admin_token: str, length: int) -> None:
     for path in (
         "/v1.0/" + "a" * length + "/cer/download",
         "/" + "x/" * (length // 2),
@@ -170,7 +172,9 @@ _NOT_UTF8 = st.binary(min_size=1, max_size=20).filter(lambda b: b"\r" not in b a
 @given(
     junk=_NOT_UTF8, where=st.sampled_from(["path", "query", "header-value", "token", "accept", "header-name"])
 )
-def test_non_utf8_bytes(server: CsscertServer, admin_token: str, junk: bytes, where: str) -> None:
+def test_non_utf8_bytes_on_the_wire_never_get_a_5xx(
+    server: CsscertServer, admin_token: str, junk: bytes, where: str
+) -> None:
     path = f"/v1.0/{server.project_id}/cer/download".encode()
     headers = {b"Host": b"127.0.0.1", b"X-Auth-Token": admin_token.encode()}
     if where == "path":
@@ -216,7 +220,9 @@ _LATIN1 = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF,
     ])),
     head=st.booleans(),
 )
-def test_weird_headers(server: CsscertServer, admin_token: str, name: str, value: str, head: bool) -> None:
+def test_weird_headers_on_the_download_never_get_a_5xx(
+    server: CsscertServer, admin_token: str, name: str, value: str, head: bool
+) -> None:
     headers = {"X-Auth-Token": admin_token, name: value}
     if name == "Authorization":
         headers.pop("X-Auth-Token")

@@ -87,7 +87,7 @@ def test_ca_key_type_subject_and_validity_come_from_global_options(make_server: 
     assert x509.Name.from_rfc4514_string(shown["subject"]) == cert.subject
 
 
-def test_rsa3072_ca(make_server: ServerFactory) -> None:
+def test_ca_key_type_rsa3072_gives_a_3072_bit_rsa_ca(make_server: ServerFactory) -> None:
     private = make_server(extra_args=["--ca-key-type", "rsa3072"])
     cert = x509.load_pem_x509_certificates(_download(private, private.token()).content)[0]
     _assert_ca_extensions(cert)

@@ -75,7 +75,9 @@ def thirty_day_ca(
 # -- the files ------------------------------------------------------------------------------
 
 
-def test_issued_files(issued: Issued, server: CsscertServer) -> None:
+def test_cert_issue_writes_a_0600_key_the_chain_and_the_ca_bundle(
+    issued: Issued, server: CsscertServer
+) -> None:
     assert sorted(p.name for p in issued.out.iterdir()) == sorted([f"{NODE}.key", f"{NODE}.crt", "ca.crt"])
     assert stat.S_IMODE(issued.key.stat().st_mode) == 0o600
     key_pem = issued.key.read_bytes()

@@ -80,7 +80,9 @@ def test_restart_keeps_the_ca_and_prints_no_second_banner(eu_de_server: CsscertS
 # -- projects and CA scope --------------------------------------------------------------------
 
 
-def test_project_create_and_list(eu_de_server: CsscertServer) -> None:
+def test_project_create_prints_the_id_and_project_list_shows_the_region_prefixed_name(
+    eu_de_server: CsscertServer
+) -> None:
     created = eu_de_server.cli("project", "create", "logs").stdout.strip()
     assert HEX32.fullmatch(created), created
     as_json = eu_de_server.cli_json("project", "create", "metrics")
@@ -152,7 +154,9 @@ def test_db_upgrade_on_a_new_and_on_a_live_data_dir(eu_de_server: CsscertServer,
     assert _get(eu_de_server, eu_de_server.token()).status_code == 200
 
 
-def test_ca_show_for_people(eu_de_server: CsscertServer) -> None:
+def test_ca_show_prints_subject_fingerprint_validity_and_scope_for_people(
+    eu_de_server: CsscertServer
+) -> None:
     shown = eu_de_server.cli_json("ca", "show")
     text = eu_de_server.cli("ca", "show").stdout
     colon = ":".join(re.findall("..", shown["fingerprint_sha256"])).upper()
@@ -163,7 +167,9 @@ def test_ca_show_for_people(eu_de_server: CsscertServer) -> None:
 # -- CSSCERT_* environment variables ------------------------------------------------------------
 
 
-def test_settings_from_environment(make_server: ServerFactory) -> None:
+def test_csscert_environment_variables_configure_region_ca_and_node_validity(
+    make_server: ServerFactory
+) -> None:
     env = {
         "CSSCERT_REGION": "ap-southeast-3",
         "CSSCERT_CA_KEY_TYPE": "rsa3072",

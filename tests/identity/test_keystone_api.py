@@ -68,7 +68,7 @@ def _first(user: KeystoneUser) -> tuple[str, str]:
     return next(iter(user.projects.items()))
 
 
-def test_version_document(server: CsscertServer, http_client: httpx.Client) -> None:
+def test_v3_answers_the_keystone_version_document(server: CsscertServer, http_client: httpx.Client) -> None:
     response = http_client.get(server.url + "/v3")
     assert response.status_code == 200
     version = response.json()["version"]

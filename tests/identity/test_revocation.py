@@ -92,7 +92,9 @@ def test_user_delete_stops_tokens_and_keys(
     assert all(k["access"] != account.access for k in two_worker_server.cli_json("credential", "list"))
 
 
-def test_credential_disable_and_delete(two_worker_server: CsscertServer, http_client: httpx.Client) -> None:
+def test_credential_disable_and_delete_stop_only_that_key(
+    two_worker_server: CsscertServer, http_client: httpx.Client
+) -> None:
     account, token = _fresh(two_worker_server, "cred")
     spare = two_worker_server.cli_json("credential", "create", "--user", account.user)
     assert _by_key(http_client, two_worker_server, account.access, account.secret, account.project_id) == OK

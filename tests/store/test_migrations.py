@@ -13,7 +13,7 @@ from support.server import CsscertServer
 import csscert.store
 
 
-def test_fast_head_agrees_with_alembic() -> None:
+def test_the_fast_head_revision_agrees_with_alembic() -> None:
     config = Config()
     config.set_main_option("script_location", str(Path(csscert.store.__file__).parent / "migrations"))
     assert csscert.store.head_revision() == ScriptDirectory.from_config(config).get_current_head()

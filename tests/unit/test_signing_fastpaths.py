@@ -78,7 +78,7 @@ _NAME = re.compile(r"^[a-z0-9!#$%&'*+.^`|~-]+$")
 
 @settings(max_examples=1500, deadline=None)
 @given(st.lists(st.text(alphabet=st.sampled_from([*"abxyz-_AZ09!~"]), max_size=6), max_size=5), st.booleans())
-def test_signed_headers_rule(names: list[str], sort: bool) -> None:
+def test_signed_headers_must_be_sorted_unique_lowercase_tokens(names: list[str], sort: bool) -> None:
     if sort:
         names = sorted(names)
     header = f"SDK-HMAC-SHA256 Access=AKID, SignedHeaders={';'.join(names)}, Signature={'a' * 64}"
