@@ -232,7 +232,12 @@ def test_a_writer_may_wait_longer_than_the_statement_timeout(tmp_path: Path) -> 
         done = threading.Event()
         with store._write() as tx:  # holds the revision row lock
             tx.changed("meta", "long")
-            waiter = threading.Thread(target=lambda: (store.set_meta("queued", "1"), done.set()))
+
+            def queue_a_write() -> None:
+                store.set_meta("queued", "1")
+                done.set()
+
+            waiter = threading.Thread(target=queue_a_write)
             waiter.start()
             time.sleep(0.6)
             assert not done.is_set()

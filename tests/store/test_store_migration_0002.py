@@ -55,7 +55,9 @@ def test_0002_converts_user_revocations(backend: str, tmp_path: Path) -> None:
                 )
         assert migrate(store) == head_revision() == "0002"
         with store.engine.connect() as conn:
-            cutoffs = dict(conn.execute(text("SELECT id, tokens_valid_after FROM users")).all())
+            cutoffs: dict[str, int | None] = dict(
+                conn.execute(text("SELECT id, tokens_valid_after FROM users")).all()
+            )
             left = sorted(r[0] for r in conn.execute(text("SELECT audit_id FROM revocations")))
             pruned = conn.execute(text("SELECT changes_pruned_through FROM revision")).scalar()
         assert cutoffs == {"alice": 3000, "bob": 5, "carol": None}
