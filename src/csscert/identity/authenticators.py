@@ -20,7 +20,7 @@ from csscert.identity.directory import Directory, Principal
 from csscert.identity.tokens import IAM_PREFIX, TokenClaims
 from csscert.model import Domain, User
 
-__all__ = ["authenticate", "authenticate_signature", "authenticate_token", "password_login"]
+__all__ = ["authenticate", "authenticate_signature", "authenticate_token", "known_token", "password_login"]
 
 _BAD_SIGNATURE = IAM_PREFIX + "the access key is unknown or disabled, or the signature does not match"
 _UNAUTHORIZED = "The request you have made requires authentication."
@@ -45,6 +45,19 @@ async def authenticate(
             directory, authorization, method, path, query_string, headers, body, now
         )
     raise AuthenticationFailed(IAM_PREFIX + "the request carries neither X-Auth-Token nor an AK/SK signature")
+
+
+def known_token(directory: Directory, token: str, now: float) -> Principal | None:
+    """The caller of a token whose verdict is remembered, without suspending (the hot path); None
+    when it must be checked (:func:`authenticate_token`). Raises for a remembered refusal."""
+    verdict = directory.verdict(token)
+    if verdict is None:
+        return None
+    if isinstance(verdict, str):
+        raise AuthenticationFailed(verdict)
+    if now >= verdict.claims.expires_at:  # type: ignore[union-attr]
+        raise AuthenticationFailed(IAM_PREFIX + "the token has expired")
+    return verdict
 
 
 async def authenticate_token(directory: Directory, token: str, now: float) -> Principal:

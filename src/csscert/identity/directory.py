@@ -323,13 +323,19 @@ class Directory:
         self, principal: Principal, project_id: str, header_project: str | None
     ) -> Project:
         """The project a principal may act on, or the error the wire contract wants."""
-        if header_project is not None and header_project != project_id:
-            raise InvalidRequest("X-Project-Id does not match the project id in the path")
         cached = self.projects.get(project_id)
         if isinstance(cached, Project):
             project: Project | None = cached
         else:
             project = None if cached is NEGATIVE else await self.project(project_id)
+        return self.authorize(principal, project_id, project, header_project)
+
+    def authorize(
+        self, principal: Principal, project_id: str, project: Project | None, header_project: str | None
+    ) -> Project:
+        """The checks of :meth:`authorize_project` once the project is known (or known absent)."""
+        if header_project is not None and header_project != project_id:
+            raise InvalidRequest("X-Project-Id does not match the project id in the path")
         if project is None:
             raise ResourceNotFound(f"project {project_id} does not exist")
         if principal.project_id is not None and principal.project_id != project_id:
