@@ -28,8 +28,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import CsscertServer, ServerFactory, free_port
 from real_keystone import RealKeystone, keystone_venv
+from support.server import CsscertServer, ServerFactory, free_port
 
 pytestmark = [pytest.mark.keystone, pytest.mark.xdist_group("real-keystone")]
 

@@ -125,11 +125,13 @@ def _catalog(service: Service, project: Project, base_url: str) -> list[dict[str
     ]
 
 
-def _token_body(
+async def _token_body(
     service: Service, directory: Directory, claims: TokenClaims, base_url: str, with_catalog: bool
 ) -> dict[str, Any]:
-    user = directory.users[claims.user_id]
-    domain = directory.domains[user.domain_id]
+    user = await directory.user(claims.user_id)
+    domain = await directory.domain(claims.domain_id)
+    if user is None or domain is None:  # deleted while the request ran
+        raise AuthenticationFailed(_UNAUTHORIZED)
     token: dict[str, Any] = {
         "methods": list(claims.methods),
         "user": {
@@ -142,8 +144,8 @@ def _token_body(
         "issued_at": _iso(claims.issued_at),
         "expires_at": _iso(claims.expires_at),
     }
-    if claims.project_id is not None and claims.project_id in directory.projects:
-        project = directory.projects[claims.project_id]
+    project = await directory.project(claims.project_id) if claims.project_id is not None else None
+    if project is not None:
         token["project"] = {
             "id": project.id,
             "name": project.name,
@@ -165,9 +167,9 @@ def _get(obj: Any, *path: str) -> Any:
     return obj
 
 
-def _domain_ref(directory: Directory, ref: Any) -> Domain:
+async def _domain_ref(directory: Directory, ref: Any) -> Domain:
     domain_id = _opt_str(_get(ref, "id"), "domain id")
-    return directory.find_domain(domain_id, _opt_str(_get(ref, "name"), "domain name"))
+    return await directory.find_domain(domain_id, _opt_str(_get(ref, "name"), "domain name"))
 
 
 def _opt_str(value: Any, what: str) -> str | None:
@@ -196,7 +198,7 @@ async def _login(directory: Directory, body: bytes, now: float) -> IssuedToken:
     parent: TokenClaims | None = None
     user: User | None = None
     if "token" in methods:
-        parent_principal = _token_identity(directory, identity, now)
+        parent_principal = await _token_identity(directory, identity, now)
         parent, user = parent_principal.claims, parent_principal.user
     if "password" in methods:
         by_password = await _password_identity(directory, identity)
@@ -204,18 +206,18 @@ async def _login(directory: Directory, body: bytes, now: float) -> IssuedToken:
             raise AuthenticationFailed(_UNAUTHORIZED)
         user = by_password
     assert user is not None
-    project = _scoped_project(directory, user, scope)
+    project = await _scoped_project(directory, user, scope)
     # As in Keystone, a token got with a token keeps the methods that got its parent.
     used = [*(parent.methods if parent is not None else ()), *methods]
     return directory.mint_token(user, project, dict.fromkeys(used), now, parent=parent)
 
 
-def _token_identity(directory: Directory, identity: Any, now: float) -> Principal:
+async def _token_identity(directory: Directory, identity: Any, now: float) -> Principal:
     token = _get(identity, "token", "id")
     if not isinstance(token, str):
         raise InvalidRequest("auth.identity.token.id must be a token")
     try:
-        principal = authenticate_token(directory, token, now)
+        principal = await authenticate_token(directory, token, now)
     except AuthenticationFailed as exc:
         # Keystone answers a login with an unusable token 404 (the token is a resource).
         raise ResourceNotFound(_NO_TOKEN) from exc
@@ -241,11 +243,11 @@ async def _password_identity(directory: Directory, identity: Any) -> User:
         if spec.get("domain") is None:
             raise InvalidRequest("Expecting to find domain in user: a user name needs its domain")
         try:
-            domain = _domain_ref(directory, spec.get("domain"))
+            domain = await _domain_ref(directory, spec.get("domain"))
         except AuthenticationFailed:
             domain = None  # still pay the password check below: no cheap "no such domain"
     # argon2 is slow by design: verify off the event loop so other requests keep flowing.
-    return await asyncio.to_thread(password_login, directory, user_id, user_name, domain, password)
+    return await password_login(directory, user_id, user_name, domain, password)
 
 
 def _scope_of(payload: Any) -> dict[str, Any] | None:
@@ -257,7 +259,7 @@ def _scope_of(payload: Any) -> dict[str, Any] | None:
     return scope
 
 
-def _scoped_project(directory: Directory, user: User, scope: dict[str, Any] | None) -> Project | None:
+async def _scoped_project(directory: Directory, user: User, scope: dict[str, Any] | None) -> Project | None:
     """The project a login asks for, once the caller is known; refusals are Keystone's 401."""
     if scope is None:
         return None
@@ -272,9 +274,9 @@ def _scoped_project(directory: Directory, user: User, scope: dict[str, Any] | No
     try:
         if project_name is not None and project_id is None:
             domain_ref = _get(scope, "project", "domain")
-            if domain_ref is not None and _domain_ref(directory, domain_ref).id != user.domain_id:
+            if domain_ref is not None and (await _domain_ref(directory, domain_ref)).id != user.domain_id:
                 raise AccessDenied("the project is not in the user's domain")
-        return directory.scope_project(user, project_id, project_name)
+        return await directory.scope_project(user, project_id, project_name)
     except (AccessDenied, AuthenticationFailed) as exc:
         # Keystone answers 401 when the requested scope is not the user's (or does not exist).
         message = f"{_UNAUTHORIZED} The user has no access to the requested project."
@@ -301,24 +303,25 @@ async def version(service: Service, request: Request) -> Response:
 async def tokens(service: Service, request: Request) -> Response:
     """``POST|GET|HEAD|DELETE /v3/auth/tokens``: log in, validate, revoke."""
     rid = request.request_id
-    directory = service.view().directory
+    await service.current()
+    directory = service.directory
     now = service.now()
     base = base_url(service, request)
     with_catalog = "nocatalog" not in dict(parse_qsl(request.query_string, keep_blank_values=True))
     if request.method == "POST":
         issued = await _login(directory, request.body, now)
-        body = _token_body(service, directory, issued.claims, base, with_catalog)
+        body = await _token_body(service, directory, issued.claims, base, with_catalog)
         return json_response(201, body, rid, [("x-subject-token", issued.token)])
     caller_token = request.headers.get("x-auth-token")
     if not caller_token:
         raise AuthenticationFailed(_UNAUTHORIZED + " X-Auth-Token is missing.")
-    caller = authenticate_token(directory, caller_token, now)
+    caller = await authenticate_token(directory, caller_token, now)
     action = "identity:revoke_token" if request.method == "DELETE" else "identity:validate_token"
     subject = request.headers.get("x-subject-token")
     if not subject:
         raise _forbidden(action)  # Keystone's policy has no subject to match: 403, not 400
     try:
-        subject_principal = authenticate_token(directory, subject, now)
+        subject_principal = await authenticate_token(directory, subject, now)
     except AuthenticationFailed as exc:
         raise ResourceNotFound(_NO_TOKEN) from exc
     claims = subject_principal.claims
@@ -329,15 +332,16 @@ async def tokens(service: Service, request: Request) -> Response:
     if request.method == "DELETE":
         # Revokes the token's own audit id; every token got from it carries that id in its
         # chain, so they are refused too.
-        await asyncio.to_thread(service.identity.revoke_token, subject, directory)
+        await asyncio.to_thread(service.identity.revoke_claims, claims)
         return 204, [("x-request-id", rid)], b""
-    body = _token_body(service, directory, claims, base, with_catalog)
+    body = await _token_body(service, directory, claims, base, with_catalog)
     return json_response(200, body, rid, [("x-subject-token", subject)])
 
 
-def _caller(service: Service, request: Request) -> tuple[Directory, Principal]:
-    directory = service.view().directory
-    principal = authenticate(
+async def _caller(service: Service, request: Request) -> tuple[Directory, Principal]:
+    await service.current()
+    directory = service.directory
+    principal = await authenticate(
         directory,
         request.method,
         request.path,
@@ -378,8 +382,8 @@ async def projects(service: Service, request: Request) -> Response:
     answers it, and the Huawei SDK looks its project up with ``?name=``. What a member sees is
     what ``/v3/auth/projects`` already shows it, whatever the token's scope.
     """
-    directory, principal = _caller(service, request)
-    found = _filtered(directory.projects_of(principal.user), request.query_string)
+    directory, principal = await _caller(service, request)
+    found = _filtered(await directory.projects_of(principal.user), request.query_string)
     base = base_url(service, request)
     return _listing(request, base, "projects", [_project_body(p, base) for p in found])
 
@@ -387,9 +391,9 @@ async def projects(service: Service, request: Request) -> Response:
 async def project(service: Service, request: Request) -> Response:
     """``GET /v3/projects/{project_id}``: the project the caller's token is scoped to (Keystone's
     policy for a member); an access key's user sees the projects it is granted."""
-    directory, principal = _caller(service, request)
+    directory, principal = await _caller(service, request)
     project_id = _path_id(request, 2)
-    found = directory.projects.get(project_id)
+    found = await directory.project(project_id)
     if principal.method == "token":
         allowed = principal.project_id == project_id
     else:
@@ -403,19 +407,19 @@ async def project(service: Service, request: Request) -> Response:
 
 async def user_projects(service: Service, request: Request) -> Response:
     """``GET /v3/users/{user_id}/projects``: the caller's own projects (another user's: 403)."""
-    directory, principal = _caller(service, request)
+    directory, principal = await _caller(service, request)
     if _path_id(request, 2) != principal.user.id:
         raise _forbidden("identity:list_user_projects")
-    found = _filtered(directory.projects_of(principal.user), request.query_string)
+    found = _filtered(await directory.projects_of(principal.user), request.query_string)
     base = base_url(service, request)
     return _listing(request, base, "projects", [_project_body(p, base) for p in found])
 
 
 async def auth_projects(service: Service, request: Request) -> Response:
     """``GET /v3/auth/projects``: every project the user may scope to, as Keystone answers it."""
-    directory, principal = _caller(service, request)
+    directory, principal = await _caller(service, request)
     base = base_url(service, request)
-    found = directory.projects_of(principal.user)
+    found = await directory.projects_of(principal.user)
     return _listing(request, base, "projects", [_project_body(p, base) for p in found])
 
 
@@ -423,15 +427,15 @@ async def auth_domains(service: Service, request: Request) -> Response:
     """``GET /v3/auth/domains``: the domains the user has a role on. csscert grants roles on
     projects only, and Keystone lists a domain only for a role on the domain itself (a role on
     a project in it does not count), so the list is always empty, as Keystone's is for them."""
-    _caller(service, request)
+    await _caller(service, request)
     return _listing(request, base_url(service, request), "domains", [])
 
 
 async def auth_catalog(service: Service, request: Request) -> Response:
     """``GET /v3/auth/catalog``: the catalog of a project-scoped token (others: 403)."""
-    directory, principal = _caller(service, request)
+    directory, principal = await _caller(service, request)
     project_id = principal.project_id if principal.method == "token" else None
-    found = directory.projects.get(project_id) if project_id is not None else None
+    found = await directory.project(project_id) if project_id is not None else None
     if found is None:
         raise _forbidden()
     base = base_url(service, request)

@@ -23,8 +23,10 @@ __all__ = [
     "Headers",
     "Response",
     "css_error",
+    "css_error_of",
     "json_response",
     "keystone_error",
+    "keystone_error_of",
     "keystone_request_id",
     "new_request_id",
 ]
