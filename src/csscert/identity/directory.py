@@ -98,7 +98,10 @@ class Directory:
         self.domain_ids: BoundedCache[str, str] = BoundedCache("domain_names", limits.domains, b)
         self.verdicts: BoundedCache[str, Principal] = BoundedCache("token_verdicts", limits.verdicts, b)
         self.refusals: BoundedCache[str, str] = BoundedCache("token_refusals", limits.refusals, b)
-        self._by_audit: dict[str, str] = {}  # audit id -> token whose verdict names it
+        # audit id -> the tokens whose verdicts name it (a chain's first id is shared by all its tokens)
+        self._by_audit: dict[str, set[str]] = {}
+        self._indexed = 0  # (audit id, token) pairs in the index, counting evicted verdicts
+        self._reindex_at = 2 * limits.verdicts
         self._flight: SingleFlight[tuple[str, Any], Any] = SingleFlight()
         self.generation = 0  # bumped by every applied change: loads begun before do not cache
 
@@ -253,11 +256,21 @@ class Directory:
             return  # a change was applied while it was checked: check again next time
         self.verdicts.put(token, principal, len(token) + 600)
         for audit_id in principal.claims.audit_ids:
-            self._by_audit[audit_id] = token
-        if len(self._by_audit) > 2 * self.verdicts.max_entries:  # forget index entries of evicted verdicts
-            self._by_audit = {
-                a: t for a, t in self._by_audit.items() if isinstance(self.verdicts.peek(t), Principal)
-            }
+            self._by_audit.setdefault(audit_id, set()).add(token)
+        self._indexed += len(principal.claims.audit_ids)
+        if self._indexed > self._reindex_at:  # forget index entries of evicted verdicts
+            self._reindex()
+
+    def _reindex(self) -> None:
+        index: dict[str, set[str]] = {}
+        for audit_id, tokens in self._by_audit.items():
+            live = {t for t in tokens if isinstance(self.verdicts.peek(t), Principal)}
+            if live:
+                index[audit_id] = live
+        self._by_audit = index
+        self._indexed = sum(len(tokens) for tokens in index.values())
+        # Amortised: the next rebuild waits until the index has at least doubled again.
+        self._reindex_at = max(2 * self.verdicts.max_entries, 2 * self._indexed)
 
     def remember_refusal(self, token: str, refusal: AuthenticationFailed) -> None:
         """Refusals are final (a bad token stays bad, a revoked one stays revoked, a user once
@@ -282,8 +295,7 @@ class Directory:
             elif kind == "access_key":
                 self.access_keys.pop(key)
             elif kind == "revocation":
-                token = self._by_audit.pop(key, None)
-                if token is not None:
+                for token in self._by_audit.pop(key, ()):
                     self.verdicts.pop(token)
             elif kind == "project":
                 project = self.projects.pop(key)
@@ -313,10 +325,12 @@ class Directory:
         for cache in self.caches():
             cache.clear()
         self._by_audit.clear()
+        self._indexed = 0
 
     def _drop_verdicts(self) -> None:
         self.verdicts.clear()
         self._by_audit.clear()
+        self._indexed = 0
 
     # -- authorisation ------------------------------------------------------------------
 
