@@ -96,7 +96,15 @@ def fill(root: Path, users: int, revocations: int, env: dict[str, str], *, reuse
             out.write(json.dumps({"name": user_name(i), "projects": [fixture.project_id]}) + "\n")
     print(f"  importing {users} users with one access key each ...", flush=True)
     started = time.perf_counter()
-    cli(fixture.data_dir, env, "user", "import", str(lines), "--credentials-out", str(root / "credentials.jsonl"))
+    cli(
+        fixture.data_dir,
+        env,
+        "user",
+        "import",
+        str(lines),
+        "--credentials-out",
+        str(root / "credentials.jsonl"),
+    )
     import_seconds = time.perf_counter() - started
     lines.unlink()
     print(f"  imported in {import_seconds:.1f} s; adding {revocations} revocations ...", flush=True)
@@ -169,7 +177,9 @@ def tokens(data_dir: Path, env: dict[str, str], project_id: str, count: int, use
         codec = token_codec(store.fernet_keys(), svc.sealer)
         now = time.time()
         ttl = svc.settings.token_ttl_seconds
-        return [mint_token(codec, ttl, users[i % len(users)], project, ["token"], now).token for i in range(count)]
+        return [
+            mint_token(codec, ttl, users[i % len(users)], project, ["token"], now).token for i in range(count)
+        ]
 
 
 def token_requests(

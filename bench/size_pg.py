@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import itertools
 import os
 import shutil
 import signal
@@ -86,7 +87,9 @@ class Cluster:
 def cluster() -> Iterator[Cluster]:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
     if not found:
-        raise SystemExit("PostgreSQL server binaries are missing (apt-get install postgresql), or --skip-postgres")
+        raise SystemExit(
+            "PostgreSQL server binaries are missing (apt-get install postgresql), or --skip-postgres"
+        )
     root = Path(tempfile.mkdtemp(prefix="csscert-size-pg-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
@@ -199,7 +202,10 @@ def propagation(a: Csscert, b: Csscert, path: str, tokens: list[str]) -> dict[st
         "delays_ms": [round(d, 2) for d in delays],
         "polls": polls,
     }
-    print(f"  propagation A -> B: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, max {result['max_ms']} ms")
+    print(
+        f"  propagation A -> B: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, max "
+        f"{result['max_ms']} ms"
+    )
     return result
 
 
@@ -236,27 +242,28 @@ def outage(
     def mark(name: str) -> None:
         marks.append((name, time.perf_counter() - start))
 
+    settle = max(1.0, min(3.0, seconds))  # before, between and after the outages
     for thread in threads:
         thread.start()
     mark("running")
-    time.sleep(2)
+    time.sleep(settle)
     mark("stopped")
     pg.stop()
     time.sleep(seconds)
     pg.start()
     mark("restarted")
-    time.sleep(3)
+    time.sleep(settle)
     mark("frozen")
     with pg.frozen():
         time.sleep(seconds)
     mark("thawed")
-    time.sleep(3)
+    time.sleep(settle)
     stop.set()
     for thread in threads:
         thread.join(timeout=15)
     mark("end")
     phases = []
-    for (name, t0), (_, t1) in zip(marks, marks[1:], strict=False):
+    for (name, t0), (_, t1) in itertools.pairwise(marks):
         rows = [r for r in records if t0 <= r[0] < t1]
         by_status: dict[str, int] = {}
         for _, kind, status, _ in rows:
