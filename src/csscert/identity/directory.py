@@ -285,13 +285,14 @@ class Directory:
         them with :meth:`reload_codec`, off the event loop)."""
         self.generation += 1
         keys_changed = False
+        names_may_exist: set[BoundedCache[Any, Any]] = set()  # negatives dropped once per batch
         for change in changes:
             kind, key = change.kind, change.key
             if kind == "user":
                 user = self.users.pop(key)
                 if isinstance(user, User):
                     self.user_ids.pop((user.domain_id, user.name))
-                self.user_ids.drop_negatives()
+                names_may_exist.add(self.user_ids)
             elif kind == "access_key":
                 self.access_keys.pop(key)
             elif kind == "revocation":
@@ -301,16 +302,18 @@ class Directory:
                 project = self.projects.pop(key)
                 if isinstance(project, Project):
                     self.project_ids.pop(project.name)
-                self.project_ids.drop_negatives()
+                names_may_exist.add(self.project_ids)
             elif kind == "domain":
                 domain = self.domains.pop(key)
                 if isinstance(domain, Domain):
                     self.domain_ids.pop(domain.name)
-                self.domain_ids.drop_negatives()
+                names_may_exist.add(self.domain_ids)
                 self._drop_verdicts()
             elif kind == "fernet_key":
                 keys_changed = True
                 self._drop_verdicts()
+        for cache in names_may_exist:
+            cache.drop_negatives()
         return keys_changed
 
     def reload_codec(self, keys: Sequence[FernetKey]) -> None:
