@@ -29,6 +29,8 @@ from conftest import CsscertServer
 from server_helpers import download, login_token
 from store_helpers import BACKENDS, empty_url
 
+pytestmark = pytest.mark.slow
+
 STREAM_SECONDS = 2.0
 
 
@@ -120,7 +122,8 @@ def test_sigkill_during_writes_loses_no_acknowledged_write(crash_server: Csscert
     parent = login_token(server, boot["user_name"], boot["password"], server.project_id)
     revocations = [RevocationStream(server, parent) for _ in range(2)]
     users = UserStream(server)
-    threads = [threading.Thread(target=s.run) for s in (*revocations, users)]
+    streams: list[RevocationStream | UserStream] = [*revocations, users]
+    threads = [threading.Thread(target=stream.run) for stream in streams]
     for thread in threads:
         thread.start()
     try:
@@ -133,7 +136,7 @@ def test_sigkill_during_writes_loses_no_acknowledged_write(crash_server: Csscert
             time.sleep(0.05)
         server.stop(signal.SIGKILL)  # the server and its worker, mid-stream
     finally:
-        for stream in (*revocations, users):
+        for stream in streams:
             stream.stop.set()
         for thread in threads:
             thread.join(timeout=60)

@@ -27,7 +27,7 @@ from conftest import CsscertServer
 from server_helpers import download, login, login_token, revoke, servers_on, signed_download, status_within
 from store_helpers import PrivatePostgres, create_database, needs_postgres, private_postgres
 
-pytestmark = needs_postgres
+pytestmark = [needs_postgres, pytest.mark.slow]
 
 SLOWEST = 2.5  # seconds: the 1.5 s read deadline plus scheduling slack on a shared machine
 
