@@ -1,7 +1,7 @@
 """The database away under two running hosts: stopped (``pg_ctl stop -m fast``) and frozen (SIGSTOP
 to the postmaster and every child), by the test itself, on a private cluster (never the shared one).
 
-The rule (README, "When the database is away"): what a host has cached and current keeps being
+The rule (issue 9; csscert.feed): what a host has cached and current keeps being
 served (a token or an AK/SK used before); what needs the database gets 503 in the route's error
 shape with Retry-After (a token never seen, an unknown access key, a password login); nothing
 waits much longer than ``db_read_deadline_seconds`` (1.5 s), nothing is a 500, and service
