@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import CsscertServer
-from identity_helpers import sdk_sign
+from support.server import CsscertServer
+from support.signing import sdk_sign
 
 
 @contextlib.contextmanager

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CsscertServer
 from server_helpers import download, login_token
 from store_helpers import BACKENDS, empty_url
+from support.server import CsscertServer
 
 pytestmark = pytest.mark.slow
 

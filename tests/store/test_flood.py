@@ -17,9 +17,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CsscertServer
 from cryptography.fernet import Fernet
 from server_helpers import download, signed_download
+from support.server import CsscertServer
 
 pytestmark = pytest.mark.slow
 

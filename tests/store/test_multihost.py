@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import CsscertServer
 from server_helpers import (
     download,
     login,
@@ -30,6 +29,7 @@ from server_helpers import (
     status_within,
 )
 from store_helpers import ADMIN_URL, create_database, needs_postgres
+from support.server import CsscertServer
 
 pytestmark = [needs_postgres, pytest.mark.slow]
 
