@@ -1,12 +1,12 @@
 """The database away under two running hosts: stopped (``pg_ctl stop -m fast``) and frozen (SIGSTOP
 to the postmaster and every child), by the test itself, on a private cluster (never the shared one).
 
-The rule (README, "When the database is away"; docs/architecture.md): what a host has cached and current keeps being
-served (a token or an AK/SK used before); what needs the database gets 503 in the route's error
-shape with Retry-After (a token never seen, an unknown access key, a password login); nothing
-waits much longer than ``db_read_deadline_seconds`` (1 s), nothing is a 500, and service
-resumes by itself when the database is back. A host that heard of a revocation never accepts the
-revoked token again, not even while it cannot read the database.
+The rule (README, "When the database is away"; docs/architecture.md): what a host has cached
+and current keeps being served (a token or an AK/SK used before); what needs the database gets
+503 in the route's error shape with Retry-After (a token never seen, an unknown access key, a
+password login); nothing waits much longer than ``db_read_deadline_seconds`` (1 s), nothing
+is a 500, and service resumes by itself when the database is back. A host that heard of a
+revocation never accepts the revoked token again, not even while it cannot read the database.
 """
 
 from __future__ import annotations
