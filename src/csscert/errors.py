@@ -31,6 +31,7 @@ __all__ = [
     "RouteNotFound",
     "ServiceUnavailable",
     "Throttled",
+    "UnsupportedAuthMethod",
     "caller_text",
 ]
 
@@ -79,6 +80,15 @@ class AuthenticationFailed(CsscertError):
     def __init__(self, message: str, reason: str = "credentials") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class UnsupportedAuthMethod(AuthenticationFailed):
+    """A login with an authentication method this service does not offer; ``supported`` names
+    the ones it does (Keystone lists them in its 401 body, under ``identity.methods``)."""
+
+    def __init__(self, message: str, supported: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.supported = supported
 
 
 class AccessDenied(CsscertError):

@@ -18,11 +18,13 @@ __all__ = [
     "AuditRecord",
     "CAState",
     "CertificateAuthority",
+    "Change",
     "Domain",
     "FernetKey",
+    "ImportedAccessKey",
+    "ImportedUserRecord",
     "IssuedCertificate",
     "Project",
-    "Revocation",
     "User",
     "new_id",
 ]
@@ -66,6 +68,8 @@ class User:
     enabled: bool
     created_at: datetime
     project_ids: frozenset[str]
+    # Epoch milliseconds: tokens of this user issued before it are void (None: no such event).
+    tokens_valid_after_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +120,34 @@ class FernetKey:
 
 
 @dataclass(frozen=True, slots=True)
-class Revocation:
-    audit_id: str
-    expires_at: datetime
+class Change:
+    """One entry of the store's change log: the write of store revision ``rev`` changed the
+    record ``key`` of ``kind`` (e.g. ``("user", <user id>)``); readers evict exactly that."""
+
+    rev: int
+    kind: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedAccessKey:
+    """An access key to create with an imported user; the secret is sealed by the caller."""
+
+    access: str
+    secret_sealed: str
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedUserRecord:
+    """One user of a bulk import, ready to store: ids resolved, password hashed, secrets sealed."""
+
+    id: str
+    name: str
+    domain_id: str
+    password_hash: str | None = None
+    project_ids: tuple[str, ...] = ()
+    access_keys: tuple[ImportedAccessKey, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

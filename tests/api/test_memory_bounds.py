@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CsscertServer, ServerFactory
+from support.server import CsscertServer, ServerFactory
 
 REQUESTS = 2000
 HUGE = 24 * 1024  # characters: under the server's header limit (32 KiB), far over any cache key

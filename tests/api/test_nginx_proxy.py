@@ -17,8 +17,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CsscertServer, ServerFactory, free_port
-from identity_helpers import new_account, sdk_sign
+from support.accounts import new_account
+from support.server import CsscertServer, ServerFactory, free_port
+from support.signing import sdk_sign
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "deploy" / "nginx-csscert.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"

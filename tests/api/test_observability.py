@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import CsscertServer, ServerFactory
 from prometheus_client.parser import text_string_to_metric_families
+from support.server import CsscertServer, ServerFactory
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,8 @@ def test_every_request_has_one_json_access_line_carrying_its_request_id(watched:
 
 
 def test_aksk_callers_are_logged_by_access_key(watched: CsscertServer) -> None:
-    from identity_helpers import new_account, sdk_sign
+    from support.accounts import new_account
+    from support.signing import sdk_sign
 
     account = new_account(watched, prefix="logged")
     url, headers = sdk_sign(account.access, account.secret, "GET", watched.download_url(account.project_id))

@@ -12,11 +12,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
-from conftest import CsscertServer
 from cryptography.hazmat.primitives.serialization import pkcs12
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from identity_helpers import Account, new_account, sdk_sign
+from support.accounts import Account, new_account
+from support.server import CsscertServer
+from support.signing import sdk_sign
 
 from csscert import signing
 from csscert.api.negotiation import choose_format

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import CsscertServer, ServerFactory
+from support.server import CsscertServer, ServerFactory
 
 PER_KIND = 2000
 CUT_WITHIN = 30.0  # seconds: the server's deadlines are 10 s by default

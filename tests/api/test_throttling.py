@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from conftest import CsscertServer, ServerFactory
-from identity_helpers import Account, new_account
 from prometheus_client.parser import text_string_to_metric_families
+from support.accounts import Account, new_account
+from support.server import CsscertServer, ServerFactory
 
 
 def _login_body(account: Account, password: str) -> dict[str, object]:

@@ -10,8 +10,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from conftest import CsscertServer, ServerFactory
 from cryptography.hazmat.primitives.serialization import pkcs12
+from support.server import CsscertServer, ServerFactory
 
 
 def test_truststores_with_new_passwords_do_not_hold_up_other_downloads(make_server: ServerFactory) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CsscertServer, ServerFactory
+from support.server import CsscertServer, ServerFactory
 
 
 def _login(server: CsscertServer, user: str, password: str, project_id: str) -> httpx.Response:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CsscertServer, free_port
+from support.server import CsscertServer, free_port
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from csscert.api.observe import FLUSH_SECONDS, AccessLog, Metrics, Proxies, clie
 from csscert.api.request import MAX_BODY, Request
 from csscert.api.routes import resolve
 from csscert.api.status import live_families
-from csscert.api.wire import Response, new_request_id
+from csscert.api.wire import KEYSTONE_SHAPE, Response, keystone_request_id, new_request_id
 from csscert.audit import ACTOR, api_actor
 from csscert.errors import (
     AuthenticationFailed,
@@ -63,7 +63,7 @@ class App:
     # -- servers ------------------------------------------------------------------------
 
     def _started(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.service.start_watching()
+        self.service.start_watching(loop)
         self._loop = loop
         loop.call_later(FLUSH_SECONDS, self._tick)
         _settle_heap()
@@ -248,6 +248,10 @@ class App:
         if request.method != "GET" and request.method != "HEAD":
             # Changes this request makes are recorded as its caller's (known after authentication).
             ACTOR.set(api_actor(lambda: request.caller_user, request.client, request.request_id))
+        keystone = route.shape is KEYSTONE_SHAPE
+        if keystone:
+            request.request_id = keystone_request_id(request.request_id)
+        response: Response
         try:
             if request.method not in route.methods:
                 raise MethodNotAllowed(
@@ -257,7 +261,7 @@ class App:
                 raise PayloadTooLarge(f"the request body is larger than {MAX_BODY} bytes")
             if request.body_timed_out:
                 raise RequestTimeout(f"the request body did not arrive within {self._body_timeout:g} seconds")
-            return await route.handler(self.service, request)
+            response = await route.handler(self.service, request)
         except CsscertError as exc:
             if exc.status != 500:
                 if self.metrics is not None:
@@ -265,14 +269,24 @@ class App:
                         self.metrics.count(self.metrics.auth_failures, exc.reason)
                     elif isinstance(exc, Throttled):
                         self.metrics.count(self.metrics.throttled, exc.limit)
-                return route.shape.of(exc, request.request_id)
-            # A 500-class csscert error (a broken setup, a corrupt secret) is ours, not the
-            # caller's: its message goes to the log like any other internal failure.
-            log.exception("request %s failed: %s %r", request.request_id, request.method, request.path[:200])
-            return route.shape.internal(request.request_id)
+                response = route.shape.of(exc, request.request_id)
+            else:
+                # A 500-class csscert error (a broken setup, a corrupt secret) is ours, not the
+                # caller's: its message goes to the log like any other internal failure.
+                log.exception(
+                    "request %s failed: %s %r", request.request_id, request.method, request.path[:200]
+                )
+                response = route.shape.internal(request.request_id)
         except Exception:
             log.exception("request %s failed: %s %r", request.request_id, request.method, request.path[:200])
-            return route.shape.internal(request.request_id)
+            response = route.shape.internal(request.request_id)
+        if keystone:
+            # Keystone's request id (req-<uuid>, also in X-Request-Id) and its Vary on every
+            # answer: a shared cache must not hand one token's answer to another.
+            status, headers, body = response
+            extra = [("x-openstack-request-id", request.request_id), ("vary", "X-Auth-Token")]
+            response = status, [*headers, *extra], body
+        return response
 
 
 def create_app(settings: Settings | None = None) -> App:

@@ -1,9 +1,9 @@
 """``GET|HEAD /v1.0/{project_id}/cer/download``: translate the request, ask the read model, answer bytes.
 
-Every representation's bytes, ETag and headers are built once per trust-bundle state and then
-served from memory; they hang on the :class:`~csscert.service.View` they were built from, so
-they die with it (docs/architecture.md, "Cache lifetimes"). A request costs the identity
-checks plus a dictionary lookup.
+Every representation's bytes, ETag and headers are built once per trust bundle and then served
+from memory; they hang on the :class:`~csscert.ca.TrustBundle` they were built from, so they die
+with it when the scope's CAs change (docs/architecture.md, "Cache lifetimes"). A request costs
+the identity checks plus a dictionary lookup.
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ from csscert.api.request import Request
 from csscert.api.wire import Response
 from csscert.ca import TrustBundle
 from csscert.errors import InvalidRequest, ResourceNotFound
-from csscert.identity.authenticators import authenticate
-from csscert.model import PROJECT_ID_RE
-from csscert.service import Service, View
+from csscert.identity.authenticators import authenticate, known_token
+from csscert.model import PROJECT_ID_RE, Project
+from csscert.service import Service
 
 __all__ = ["PATH_PREFIX", "PATH_SUFFIX", "Representation", "download", "is_download_path"]
 
 PATH_PREFIX = "/v1.0/"
 PATH_SUFFIX = "/cer/download"
 _MIN_PATH = len(PATH_PREFIX) + len(PATH_SUFFIX)
+_REPRESENTATIONS_KEPT = 64  # per bundle: (format, truststore password hash)
 
 
 def is_download_path(path: str) -> bool:
@@ -93,35 +94,38 @@ def _build(bundle: TrustBundle, fmt: str, password: str) -> Representation:
     )
 
 
+def representation(
+    bundle: TrustBundle, fmt: str, password: str | None, default_password: str, now: float
+) -> Representation:
+    """The representation of ``bundle`` in ``fmt``, built once per bundle (and password), here."""
+    key, password = _key(bundle, fmt, password, default_password)
+    return _cached(bundle, key, now) or _keep(bundle, key, _build(bundle, fmt, password))
+
+
 def _key(
-    view: View, bundle: TrustBundle, fmt: str, password: str | None
-) -> tuple[tuple[str, str, bytes], str]:
+    bundle: TrustBundle, fmt: str, password: str | None, default_password: str
+) -> tuple[tuple[str, bytes], str]:
     """The cache key of a representation (no password stays in memory: only its hash) and the
     password to build it with."""
     if fmt in TRUSTSTORE_FORMATS:
-        password = password or view.truststore_default_password
-        return (bundle.scope, fmt, hashlib.sha256(password.encode()).digest()), password
-    return (bundle.scope, fmt, b""), ""
+        password = password or default_password
+        return (fmt, hashlib.sha256(password.encode()).digest()), password
+    return (fmt, b""), ""
 
 
-def _cached(view: View, key: tuple[str, str, bytes], now: float) -> Representation | None:
-    rep = view.representations.get(key)
+def _cached(bundle: TrustBundle, key: tuple[str, bytes], now: float) -> Representation | None:
+    rep = bundle.representations.get(key)
     if rep is None or rep.rebuild_at <= now:  # type: ignore[attr-defined]
         return None
     return rep  # type: ignore[return-value]
 
 
-def _keep(view: View, key: tuple[str, str, bytes], rep: Representation) -> Representation:
-    view.representations.put(key, rep, len(rep.body) + 512)
+def _keep(bundle: TrustBundle, key: tuple[str, bytes], rep: Representation) -> Representation:
+    entries = bundle.representations
+    if len(entries) >= _REPRESENTATIONS_KEPT:
+        entries.clear()
+    entries[key] = rep
     return rep
-
-
-def representation(
-    view: View, bundle: TrustBundle, fmt: str, password: str | None, now: float
-) -> Representation:
-    """The representation of ``bundle`` in ``fmt``, built once per view (and password), here."""
-    key, password = _key(view, bundle, fmt, password)
-    return _cached(view, key, now) or _keep(view, key, _build(bundle, fmt, password))
 
 
 _builders: asyncio.Semaphore | None = None
@@ -145,30 +149,42 @@ async def download(service: Service, request: Request) -> Response:
     if not PROJECT_ID_RE.fullmatch(project_id):  # fullmatch: "$" would accept a trailing newline
         raise InvalidRequest("project_id must be 32 lower-case hexadecimal characters")
     headers = request.headers
-    view = service.view()
-    directory = view.directory
+    feed = service.feed
+    if feed.behind():
+        await feed.catch_up()
+    directory = service.directory
     now = service.now()
-    principal = authenticate(
-        directory, request.method, path, request.query_string, headers, request.body, now
-    )
+    # The warm path never suspends: a remembered token verdict and a cached project answer
+    # without creating a coroutine; anything else takes the general (possibly loading) path.
+    token = headers.get("x-auth-token")
+    principal = known_token(directory, token, now) if token else None
+    if principal is None:
+        principal = await authenticate(
+            directory, request.method, path, request.query_string, headers, request.body, now
+        )
     request.caller_user = principal.user.id
     request.caller_credential = principal.credential
     service.limits.check_credential(principal.credential, now)
-    directory.authorize_project(principal, project_id, headers.get("x-project-id"))
+    project = directory.projects.get(project_id)
+    if isinstance(project, Project):
+        directory.authorize(principal, project_id, project, headers.get("x-project-id"))
+    else:
+        await directory.authorize_project(principal, project_id, headers.get("x-project-id"))
     request.project_id = project_id
     fmt, password = choose_format(request.query_string, headers.get("accept"))
-    bundle = view.bundle(project_id)
+    trust = service.trust
+    bundle = trust.cached(project_id) or await trust.bundle(project_id)
     if bundle is None:
         raise ResourceNotFound("the project has no certificate authority yet")
-    key = (bundle.scope, fmt, b"") if password is None and fmt not in TRUSTSTORE_FORMATS else None
+    key = (fmt, b"") if password is None and fmt not in TRUSTSTORE_FORMATS else None
     if key is None:
-        key, password = _key(view, bundle, fmt, password)
-    rep: Representation | None = view.representations.get(key)  # type: ignore[assignment]
+        key, password = _key(bundle, fmt, password, service.truststore_default_password)
+    rep: Representation | None = bundle.representations.get(key)  # type: ignore[assignment]
     if rep is None or rep.rebuild_at <= now:
         if fmt in TRUSTSTORE_FORMATS:
-            rep = _keep(view, key, await _built_off_loop(service, bundle, fmt, password or ""))
+            rep = _keep(bundle, key, await _built_off_loop(service, bundle, fmt, password or ""))
         else:
-            rep = _keep(view, key, _build(bundle, fmt, ""))
+            rep = _keep(bundle, key, _build(bundle, fmt, ""))
     rid = request.request_id
     if not_modified(rep.etag, rep.last_modified, headers):
         return 304, [*rep.not_modified_headers, ("x-request-id", rid)], b""

@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from csscert.errors import CsscertError, MethodNotAllowed, RequestTimeout, ServiceUnavailable, Throttled
+from csscert.errors import (
+    CsscertError,
+    MethodNotAllowed,
+    RequestTimeout,
+    ServiceUnavailable,
+    Throttled,
+    UnsupportedAuthMethod,
+)
 
 __all__ = [
     "CSS_ERRORS",
@@ -23,8 +31,11 @@ __all__ = [
     "Response",
     "cache_sizes",
     "css_error",
+    "css_error_of",
     "json_response",
     "keystone_error",
+    "keystone_error_of",
+    "keystone_request_id",
     "new_request_id",
 ]
 
@@ -47,7 +58,18 @@ CSS_ERRORS: dict[str, tuple[int, str]] = {
 
 
 def new_request_id() -> str:
+    """16 random bytes as 32 hex digits: the request id of the CSS routes (the gateway's format)."""
     return os.urandom(16).hex()
+
+
+def keystone_request_id(request_id: str) -> str:
+    """The same random id in Keystone's format, ``req-<uuid4>``: Keystone routes send it in both
+    ``X-Request-Id`` and ``x-openstack-request-id`` (clients quote the latter in their errors).
+    The version bits of a uuid4 overwrite 6 of the 128 random bits; 122 stay random."""
+    try:
+        return f"req-{uuid.UUID(hex=request_id, version=4)}"
+    except ValueError:  # an id a trusted proxy sent (X-Request-Id): carried as it is
+        return request_id
 
 
 # A memo of a pure function (it may live as long as the process). Messages quote caller text only
@@ -112,12 +134,21 @@ _KEYSTONE_TITLES = {
 
 
 def keystone_error(
-    status: int, message: str, request_id: str, extra: Sequence[tuple[str, str]] = ()
+    status: int,
+    message: str,
+    request_id: str,
+    extra: Sequence[tuple[str, str]] = (),
+    *,
+    detail: dict[str, object] | None = None,
 ) -> Response:
-    body = json.dumps(
-        {"error": {"code": status, "title": _KEYSTONE_TITLES.get(status, "Error"), "message": message}},
-        separators=(",", ":"),
-    ).encode()
+    """Keystone's error body; ``detail`` adds keys Keystone puts beside code/title/message."""
+    error = {
+        "code": status,
+        "title": _KEYSTONE_TITLES.get(status, "Error"),
+        "message": message,
+        **(detail or {}),
+    }
+    body = json.dumps({"error": error}, separators=(",", ":")).encode()
     headers: Headers = [("content-type", JSON), ("x-request-id", request_id), *extra]
     if status == 401:
         headers.append(("www-authenticate", 'Keystone uri="/v3"'))
@@ -149,7 +180,10 @@ def css_error_of(error: CsscertError, request_id: str) -> Response:
 
 def keystone_error_of(error: CsscertError, request_id: str) -> Response:
     """Any csscert error in Keystone's shape, with the Keystone status its class carries."""
-    return keystone_error(error.keystone_status, str(error), request_id, _extra_headers(error))
+    detail: dict[str, object] | None = None
+    if isinstance(error, UnsupportedAuthMethod):
+        detail = {"identity": {"methods": list(error.supported)}}
+    return keystone_error(error.keystone_status, str(error), request_id, _extra_headers(error), detail=detail)
 
 
 def _css_internal(request_id: str) -> Response:
