@@ -15,7 +15,24 @@ import sys
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["MISSING", "NEGATIVE", "BoundedCache", "Sentinel", "SingleFlight", "text_size"]
+__all__ = [
+    "MISSING",
+    "NEGATIVE",
+    "STATS",
+    "BoundedCache",
+    "Sentinel",
+    "SingleFlight",
+    "stats_of",
+    "text_size",
+]
+
+STATS: dict[str, list[int]] = {}  # cache name -> [hits, misses] over the process's life (metrics)
+
+
+def stats_of(name: str) -> list[int]:
+    """The process-wide [hits, misses] counter pair of the caches called ``name``."""
+    return STATS.setdefault(name, [0, 0])
+
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -42,11 +59,11 @@ class BoundedCache(Generic[K, V]):
     """A dict bounded in entries and bytes; the oldest entries go first when either bound is hit.
 
     ``size`` of an entry is what the caller says it costs (plus a fixed overhead), so the byte
-    bound holds whatever the values are. ``hits``/``misses`` feed the metrics.
+    bound holds whatever the values are. Hits and misses are counted in :data:`STATS` (metrics).
     """
 
     __slots__ = (
-        "_bytes", "_data", "_negatives", "_sizes", "hits", "max_bytes", "max_entries", "misses", "name",
+        "_bytes", "_data", "_negatives", "_sizes", "_stats", "max_bytes", "max_entries", "name",
     )  # fmt: skip
 
     def __init__(self, name: str, max_entries: int, max_bytes: int) -> None:
@@ -59,8 +76,7 @@ class BoundedCache(Generic[K, V]):
         # the whole cache (a user change drops them: at 100 k cached names a scan took 1-5 ms).
         self._negatives: set[K] = set()
         self._bytes = 0
-        self.hits = 0
-        self.misses = 0
+        self._stats = stats_of(name)  # shared by every cache of that name in the process
 
     def __len__(self) -> int:
         return len(self._data)
@@ -69,13 +85,16 @@ class BoundedCache(Generic[K, V]):
     def bytes(self) -> int:
         return self._bytes
 
+    def values(self) -> list[V | Sentinel]:
+        return list(self._data.values())
+
     def get(self, key: K) -> V | Sentinel:
         """The value, ``NEGATIVE``, or ``MISSING``."""
         value = self._data.get(key, MISSING)
         if value is MISSING:
-            self.misses += 1
+            self._stats[1] += 1
         else:
-            self.hits += 1
+            self._stats[0] += 1
         return value
 
     def peek(self, key: K) -> V | Sentinel:

@@ -235,6 +235,7 @@ class Service:
                 sizes[cache.name] = len(cache)
         if "trust" in self.__dict__:
             sizes["bundles"] = len(self.trust.bundles)
+            sizes["representations"] = self.trust.representations()
         return sizes
 
     def now(self) -> float:

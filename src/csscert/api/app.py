@@ -245,12 +245,12 @@ class App:
         route's shape (an unexpected one as a bare 500, its detail only in the log)."""
         route = resolve(request.path)
         request.route = route.name
-        if request.method != "GET" and request.method != "HEAD":
-            # Changes this request makes are recorded as its caller's (known after authentication).
-            ACTOR.set(api_actor(lambda: request.caller_user, request.client, request.request_id))
         keystone = route.shape is KEYSTONE_SHAPE
         if keystone:
             request.request_id = keystone_request_id(request.request_id)
+        if request.method != "GET" and request.method != "HEAD":
+            # Changes this request makes are recorded as its caller's (known after authentication).
+            ACTOR.set(api_actor(lambda: request.caller_user, request.client, request.request_id))
         response: Response
         try:
             if request.method not in route.methods:

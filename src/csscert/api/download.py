@@ -16,6 +16,7 @@ from csscert.api.negotiation import TRUSTSTORE_FORMATS, choose_format, not_modif
 from csscert.api.request import Request
 from csscert.api.wire import Response
 from csscert.ca import TrustBundle
+from csscert.cache import stats_of
 from csscert.errors import InvalidRequest, ResourceNotFound
 from csscert.identity.authenticators import authenticate, known_token
 from csscert.model import PROJECT_ID_RE, Project
@@ -27,6 +28,7 @@ PATH_PREFIX = "/v1.0/"
 PATH_SUFFIX = "/cer/download"
 _MIN_PATH = len(PATH_PREFIX) + len(PATH_SUFFIX)
 _REPRESENTATIONS_KEPT = 64  # per bundle: (format, truststore password hash)
+_REPRESENTATION_STATS = stats_of("representations")  # [hits, misses], for the metrics
 
 
 def is_download_path(path: str) -> bool:
@@ -180,7 +182,10 @@ async def download(service: Service, request: Request) -> Response:
     if key is None:
         key, password = _key(bundle, fmt, password, service.truststore_default_password)
     rep: Representation | None = bundle.representations.get(key)  # type: ignore[assignment]
-    if rep is None or rep.rebuild_at <= now:
+    if rep is not None and rep.rebuild_at > now:
+        _REPRESENTATION_STATS[0] += 1
+    else:
+        _REPRESENTATION_STATS[1] += 1
         if fmt in TRUSTSTORE_FORMATS:
             rep = _keep(bundle, key, await _built_off_loop(service, bundle, fmt, password or ""))
         else:

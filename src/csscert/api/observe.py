@@ -26,7 +26,7 @@ from typing import Any
 
 from csscert.api import negotiation, wire
 from csscert.api.request import Request
-from csscert.caches import STATS
+from csscert.cache import STATS
 
 __all__ = [
     "FLUSH_SECONDS",

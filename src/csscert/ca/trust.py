@@ -73,6 +73,10 @@ class TrustCache:
             elif change.kind == "project" and self._ca_scope == "project":
                 self.bundles.pop(change.key)  # a new project may get its CA in a later write
 
+    def representations(self) -> int:
+        """How many representations the cached bundles hold (for metrics)."""
+        return sum(len(b.representations) for b in self.bundles.values() if isinstance(b, TrustBundle))
+
     def clear(self) -> None:
         self.generation += 1
         self.bundles.clear()
