@@ -11,11 +11,15 @@ directory).
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import logging
+import os
 import secrets
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +32,15 @@ from csscert.sealing import MASTER_KEY_FILE, MasterKeyError, Sealer, load_master
 from csscert.settings import Settings
 from csscert.store import Conflict, SqlStore, StoreSnapshot, migrate, open_store
 
-__all__ = ["BOOTSTRAP_FILE", "FirstStart", "Service", "View"]
+__all__ = [
+    "BOOTSTRAP_FILE",
+    "FirstStart",
+    "NotInitialized",
+    "Service",
+    "View",
+    "no_data_message",
+    "prepare_data_dir",
+]
 
 log = logging.getLogger("csscert")
 
@@ -47,6 +59,84 @@ class FirstStart:
     access_key: str
     credentials_file: Path
     token: str
+
+
+class NotInitialized(ConfigurationError):
+    """The data directory or database was never initialised (``csscert init`` or ``serve``)."""
+
+
+def no_data_message(settings: Settings) -> str:
+    where = settings.data_dir.resolve()
+    if settings.uses_embedded_database:
+        what = f"no csscert data in {where}"
+    else:
+        what = f"the database {_safe_url(settings.sqlalchemy_url)} holds no csscert data"
+    return (
+        f"{what}: run 'csscert init' (or 'csscert serve') to create it, "
+        "or point at existing data with --data-dir or CSSCERT_DATA_DIR"
+    )
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password, for messages."""
+    from sqlalchemy import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL fails later with its own message
+        return "(unparsable URL)"
+
+
+def prepare_data_dir(settings: Settings, *, create: bool) -> None:
+    """Check the data directory before anything touches it; only ``create`` may make it.
+
+    Each failure is one :class:`ConfigurationError` that names the absolute path, the cause
+    and the fix (never ``[Errno 17]`` or SQLite's "unable to open database file").
+    """
+    if not settings.uses_embedded_database:
+        _safe_url(settings.sqlalchemy_url)
+    where = settings.data_dir.resolve()
+    if where.exists() and not where.is_dir():
+        raise ConfigurationError(
+            f"the data directory {where} is a file, not a directory: move the file away, "
+            "or point --data-dir or CSSCERT_DATA_DIR at a directory"
+        )
+    needed = settings.uses_embedded_database or settings.master_key is None
+    if not where.exists():
+        if not create:
+            if needed:
+                raise NotInitialized(no_data_message(settings))
+            return
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the data directory {where}: {exc.strerror or exc}; create it yourself "
+                "or point --data-dir or CSSCERT_DATA_DIR at a writable directory"
+            ) from exc
+    if create and not os.access(where, os.W_OK | os.X_OK):
+        raise ConfigurationError(
+            f"cannot write to the data directory {where} (permission denied): give the user running "
+            "csscert write access to it, or point --data-dir or CSSCERT_DATA_DIR at another directory"
+        )
+    if not create and settings.uses_embedded_database and not (where / "csscert.db").exists():
+        raise NotInitialized(no_data_message(settings))
+
+
+@contextmanager
+def _init_lock(settings: Settings) -> Iterator[None]:
+    """One first start at a time per data directory: two ``init``s (or an ``init`` and a
+    ``serve``) started together would otherwise both bootstrap a user and access key."""
+    where = settings.data_dir
+    if not where.is_dir():
+        yield
+        return
+    with open(where / ".init.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class View:
@@ -83,11 +173,10 @@ class Service:
 
     def __init__(self, settings: Settings, *, create: bool = False) -> None:
         self.settings = settings
-        if create:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(settings, create=create)
         master = settings.master_key.get_secret_value() if settings.master_key else None
         self.sealer = Sealer(load_master_key(master, settings.data_dir, create=create))
-        self.store: SqlStore = open_store(settings)
+        self.store: SqlStore = open_store(settings, create=create)
         self._signal = self.store.change_signal
         self.authority = Authority(self.store, self.sealer, settings)
         self.identity = Identity(self.store, self.sealer, settings)
@@ -101,22 +190,29 @@ class Service:
 
     # -- start-up -----------------------------------------------------------------------
 
-    def initialize(self, *, bootstrap: bool = False) -> FirstStart | None:
-        """Migrate, then create whatever a working deployment needs and does not have yet.
+    def initialize(self, *, create: bool = True, bootstrap: bool = False) -> FirstStart | None:
+        """Migrate, then (with ``create``: ``serve``, ``init``) create whatever a working
+        deployment needs and does not have yet: the domain, token keys, the first CA(s).
 
-        With ``bootstrap`` (``csscert serve``), a data directory that was never served gets
-        the region's project, a first user and access key; the answer says what was made.
+        With ``bootstrap``, data that was never served gets the region's project, a first user
+        and access key; the answer says what was made. Without ``create``, a database nobody
+        initialised is refused instead of silently set up (it would get a CA of its own).
         """
+        if not create and self.store.schema_revision() is None:
+            raise NotInitialized(no_data_message(self.settings))
         migrate(self.store)
         self._check_master_key()
         self._reconcile_settings()
-        self.identity.default_domain()
-        self.identity.ensure_token_keys()
-        first: FirstStart | None = None
-        if bootstrap and self.store.get_meta("bootstrapped") is None:
-            first = self._bootstrap()
-            self.store.set_meta("bootstrapped", dt.datetime.now(dt.UTC).isoformat())
-        self.authority.ensure_all()
+        if not create:
+            return None
+        with _init_lock(self.settings):
+            self.identity.default_domain()
+            self.identity.ensure_token_keys()
+            first: FirstStart | None = None
+            if bootstrap and self.store.get_meta("bootstrapped") is None:
+                first = self._bootstrap()
+                self.store.set_meta("bootstrapped", dt.datetime.now(dt.UTC).isoformat())
+            self.authority.ensure_all()
         return first
 
     def _check_master_key(self) -> None:

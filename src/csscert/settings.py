@@ -24,34 +24,94 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CSSCERT_", extra="ignore")
 
-    data_dir: Path = Field(default=Path("csscert-data"), description="Where the SQLite file and keys live.")
+    data_dir: Path = Field(
+        default=Path("csscert-data"),
+        description="Data directory: the SQLite database, `master.key`, `bootstrap-credentials.json`, "
+        "the change signal and `--tls` files. Relative to the working directory: set it once "
+        "(e.g. an absolute path in your shell profile) so every command finds the same data.",
+    )
     database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; defaults to SQLite in the data directory."
+        default=None,
+        description="SQLAlchemy URL, e.g. `postgresql+psycopg://user:pw@host/db` (install the `postgres` "
+        "extra); default: SQLite in the data directory.",
     )
     master_key: SecretStr | None = Field(
-        default=None, description="Base64url 32-byte key sealing private keys; else a 0600 file."
+        default=None,
+        description="Base64url 32-byte key that seals every private key, secret key and token key; "
+        "default: generated once into `<data_dir>/master.key` (0600).",
     )
 
-    region: str = "local-1"
-    domain_name: str = "csscert"
+    region: str = Field(
+        default="local-1",
+        description="Region name; also the first project's name. Recorded on first start.",
+    )
+    domain_name: str = Field(
+        default="csscert",
+        description="Keystone domain of the users (`user_domain_name` / `project_domain_name` in "
+        "clients). Recorded on first start.",
+    )
 
-    ca_scope: CAScope = "region"
-    ca_key_type: KeyType = "rsa2048"
-    ca_validity_days: int = Field(default=3650, ge=1, le=36500)
-    ca_subject: str = "CN=CloudSearchService"
-    ca_expiry_warning_days: int = Field(default=90, ge=0, le=36500)
-    node_validity_days: int = Field(default=365, ge=1, le=3650)
+    ca_scope: CAScope = Field(
+        default="region",
+        description="`region`: one CA for every project, like the cloud; `project`: one CA per project.",
+    )
+    ca_key_type: KeyType = Field(
+        default="rsa2048",
+        description="Key of new CAs, and of certificates `cert issue` makes without `--key-type`.",
+    )
+    ca_validity_days: int = Field(default=3650, ge=1, le=36500, description="Validity of new CAs, in days.")
+    ca_subject: str = Field(default="CN=CloudSearchService", description="Subject of new CAs, RFC 4514.")
+    ca_expiry_warning_days: int = Field(
+        default=90,
+        ge=0,
+        le=36500,
+        description="Days before a CA's expiry from which `ca show` and the download warn.",
+    )
+    node_validity_days: int = Field(
+        default=365,
+        ge=1,
+        le=3650,
+        description="Default validity of issued certificates, in days (never past the CA's expiry).",
+    )
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
-    workers: int = Field(default=1, ge=1, le=64)
-    public_url: str | None = Field(default=None, description="Base URL clients reach us at (catalog).")
+    host: str = Field(default="127.0.0.1", description="Address `serve` binds (`0.0.0.0` for every interface).")
+    port: int = Field(default=8080, ge=0, le=65535, description="Port `serve` listens on.")
+    workers: int = Field(default=1, ge=1, le=64, description="Server worker processes.")
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL clients reach csscert at (behind a proxy); goes into the Keystone "
+        "catalog. Default: the Host header clients send.",
+    )
+    tls: bool = Field(
+        default=False,
+        description="Serve HTTPS with a certificate csscert issues itself from its own CA for the "
+        "listening host (kept in `<data_dir>/tls/`, renewed on start when due).",
+    )
+    tls_cert: Path | None = Field(
+        default=None, description="Serve HTTPS with this PEM certificate chain (with `tls_key`)."
+    )
+    tls_key: Path | None = Field(default=None, description="The PEM private key of `tls_cert`.")
 
-    token_ttl_seconds: int = Field(default=86400, ge=60)
-    sdk_date_skew_seconds: int = Field(default=900, ge=1)
-    revision_poll_seconds: float = Field(default=2.0, gt=0)
-    truststore_default_password: SecretStr = SecretStr("changeit")
-    log_level: str = "INFO"
+    token_ttl_seconds: int = Field(default=86400, ge=60, description="Lifetime of issued tokens, in seconds.")
+    sdk_date_skew_seconds: int = Field(
+        default=900,
+        ge=1,
+        description="How far an AK/SK request's `X-Sdk-Date` may be from the server's clock, in seconds.",
+    )
+    revision_poll_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often each server checks the database for changes made on other hosts, in seconds.",
+    )
+    truststore_default_password: SecretStr = Field(
+        default=SecretStr("changeit"),
+        description="Password of `jks`/`p12` downloads without `?password=` (Java's default).",
+    )
+    log_level: str = Field(default="INFO", description="Server log level (DEBUG, INFO, WARNING, ERROR).")
+
+    @property
+    def serves_tls(self) -> bool:
+        return self.tls or self.tls_cert is not None
 
     @field_validator("region")
     @classmethod
@@ -89,7 +149,7 @@ class Settings(BaseSettings):
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.serves_tls else 'http'}://{host}:{self.port}"
 
     def to_environ(self) -> dict[str, str]:
         """Environment that recreates these settings in a child process (worker)."""

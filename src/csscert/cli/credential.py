@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from rich.table import Table
 
 from csscert.cli.common import service_for
 from csscert.cli.output import console, emit_json, err_console, json_option
@@ -29,9 +28,9 @@ def credential_create(ctx: click.Context, user_ref: str, description: str, as_js
     if as_json:
         emit_json({"access": key.access, "secret": secret, "user_id": key.user_id})
     else:
-        console.print(f"AK {key.access}")
-        console.print(f"SK {secret}")
-        err_console.print("the secret key is not shown again")
+        console().print(f"AK {key.access}")
+        console().print(f"SK {secret}")
+        err_console().print("the secret key is not shown again")
 
 
 @credential.command("list")
@@ -56,10 +55,12 @@ def credential_list(ctx: click.Context, user_ref: str | None, as_json: bool) -> 
     if as_json:
         emit_json(rows)
         return
+    from rich.table import Table
+
     table = Table("access key", "user", "enabled", "description", "created")
     for r in rows:
         table.add_row(r["access"], r["user"], str(r["enabled"]), r["description"], r["created_at"])
-    console.print(table)
+    console().print(table)
 
 
 def _credential_switch(enabled: bool) -> Callable[..., None]:
@@ -68,7 +69,7 @@ def _credential_switch(enabled: bool) -> Callable[..., None]:
     def command(ctx: click.Context, access: str) -> None:
         with service_for(ctx) as service:
             service.identity.set_credential_enabled(access, enabled)
-        console.print(f"access key {access} {'enabled' if enabled else 'disabled'}")
+        console().print(f"access key {access} {'enabled' if enabled else 'disabled'}")
 
     return command
 
@@ -84,4 +85,4 @@ def credential_delete(ctx: click.Context, access: str) -> None:
     """Delete an access key."""
     with service_for(ctx) as service:
         service.identity.delete_credential(access)
-    console.print(f"access key {access} deleted")
+    console().print(f"access key {access} deleted")

@@ -21,4 +21,4 @@ def db_upgrade(ctx: click.Context) -> None:
 
     with service_for(ctx) as service:
         head = migrate(service.store)
-    console.print(f"schema at revision {head}")
+    console().print(f"schema at revision {head}")

@@ -1,43 +1,36 @@
-"""``csscert serve``: check the address, initialise (first start: project, CA, user, keys), run granian."""
+"""``csscert serve``: check the address, initialise (first start: project, CA, user, keys), run
+granian, over HTTP or HTTPS (``--tls`` with a certificate from csscert's own CA, or
+``--tls-cert``/``--tls-key``). ``--ephemeral`` serves a throw-away data directory for tests and
+prints what a client needs as one JSON line once the server answers."""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import json
 import os
+import shutil
 import socket
+import ssl
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.rule import Rule
 
 from csscert.cli.common import open_service, settings_for
-from csscert.cli.output import console, err_console, fail
-from csscert.service import FirstStart
+from csscert.cli.output import fail
 
-
-def _first_start_banner(first: FirstStart, base: str) -> None:
-    """What a newcomer needs next. Values are printed verbatim: no markup, no wrapping."""
-
-    def line(label: str, value: str) -> None:
-        console.print(f"{label:<16}{value}", markup=False, highlight=False, soft_wrap=True)
-
-    console.print(Rule("[bold]csscert: first start"), width=min(console.width, 80))
-    line("region", first.region)
-    line("project id", f"{first.project.id}  (name {first.project.name})")
-    line("user", f"{first.user_name} in domain {first.domain_name}")
-    line("access key", first.access_key)
-    line("credentials", f"{first.credentials_file}  (password and secret key, mode 0600)")
-    console.print(f"download the certificate (with a token of {first.user_name}):", markup=False)
-    command = (
-        f"curl -fsS -H 'X-Auth-Token: {first.token}' -o CloudSearchService.cer "
-        f"{base}/v1.0/{first.project.id}/cer/download"
-    )
-    console.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
-    console.print(Rule(), width=min(console.width, 80))
+if TYPE_CHECKING:
+    from csscert.service import FirstStart, Service
+    from csscert.settings import Settings
 
 
 def _check_can_listen(host: str, port: int) -> None:
     """Fail with one clear line (not a server backtrace) when the address cannot be used."""
-    if port == 0:
-        fail("give a real port with --port (0 would pick a random one that nobody can be told)")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         family, kind, proto, _, address = infos[0]
@@ -48,28 +41,173 @@ def _check_can_listen(host: str, port: int) -> None:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
+def _free_port(host: str) -> int:
+    infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.bind(address)
+        return int(sock.getsockname()[1])
+
+
+def _tls_files(service: Service) -> tuple[Path, Path] | None:
+    """The certificate and key granian serves, or None for plain HTTP."""
+    from csscert.tls import check_pair, ensure_server_certificate
+
+    settings = service.settings
+    if settings.tls_cert is not None or settings.tls_key is not None:
+        if settings.tls_cert is None or settings.tls_key is None:
+            fail("give both --tls-cert and --tls-key")
+        if settings.tls:
+            fail("give either --tls (a certificate from csscert's CA) or --tls-cert/--tls-key, not both")
+        check_pair(settings.tls_cert, settings.tls_key)
+        return settings.tls_cert.resolve(), settings.tls_key.resolve()
+    if not settings.tls:
+        return None
+    project = service.identity.resolve_project(settings.region)
+    server = ensure_server_certificate(service.authority, settings, project.id)
+    if server.issued:
+        click.echo(
+            f"issued csscert's server certificate {server.cert_file} (until {server.not_after:%Y-%m-%d})",
+            err=True,
+        )
+    return server.cert_file.resolve(), server.key_file.resolve()
+
+
+def _ephemeral_details(service: Service, base: str) -> dict[str, Any]:
+    """Everything a test needs to talk to this server, from the bootstrap file; also writes the
+    CA file clients verify downloads (and, with --tls, csscert itself) with."""
+    from csscert.service import BOOTSTRAP_FILE
+    from csscert.files import write_replacing
+
+    settings = service.settings
+    boot = json.loads((settings.data_dir / BOOTSTRAP_FILE).read_text())
+    project_id = boot["project_id"]
+    scope = service.authority.scope_for(project_id)
+    ca_file = settings.data_dir.resolve() / "CloudSearchService.cer"
+    write_replacing(ca_file, b"".join(ca.cert_pem for ca in service.authority.trusted(scope)), 0o644)
+    token = service.identity.issue_token(boot["user_name"], project_id).token
+    return {
+        "endpoint": base,
+        "iam_endpoint": f"{base}/v3",
+        "region": boot["region"],
+        "domain_name": boot["domain_name"],
+        "project_id": project_id,
+        "project_name": boot["project_name"],
+        "user_name": boot["user_name"],
+        "password": boot["password"],
+        "access_key": boot["access_key"],
+        "secret_key": boot["secret_key"],
+        "token": token,
+        "ca_file": str(ca_file),
+        "data_dir": str(settings.data_dir.resolve()),
+        "pid": os.getpid(),
+    }
+
+
+def _announce_when_ready(settings: Settings, line: str, stop: threading.Event) -> None:
+    """Print ``line`` on stdout once the server answers /healthz (a background thread)."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else ("::1" if settings.host == "::" else settings.host)  # noqa: S104
+    context = ssl._create_unverified_context() if settings.serves_tls else None  # noqa: S323 - readiness probe only
+    while not stop.is_set():
+        try:
+            if context is not None:
+                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                    host, settings.port, timeout=1, context=context
+                )
+            else:
+                conn = http.client.HTTPConnection(host, settings.port, timeout=1)
+            conn.request("GET", "/healthz")
+            ok = conn.getresponse().status == 200
+            conn.close()
+        except OSError:
+            ok = False
+        if ok:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+            return
+        time.sleep(0.05)
+
+
 @click.command()
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port (default 8080).")
+@click.option("--port", type=int, default=None, help="Port (default 8080; 0 with --ephemeral: a free one).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default 1).")
 @click.option("--public-url", default=None, help="Base URL clients use, for the Keystone catalog.")
+@click.option("--tls", is_flag=True, default=None, help="HTTPS with a certificate from csscert's own CA.")
+@click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False), default=None, help="HTTPS certificate (PEM chain).")
+@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Its private key (PEM).")
+@click.option(
+    "--ephemeral",
+    is_flag=True,
+    help="Serve a temporary data directory, removed on exit; print the credentials as one JSON line.",
+)
 @click.pass_context
 def serve(
-    ctx: click.Context, host: str | None, port: int | None, workers: int | None, public_url: str | None
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    public_url: str | None,
+    tls: bool | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    ephemeral: bool,
 ) -> None:
     """Run the API server (creates the database, CA and first credentials on first start)."""
-    settings = settings_for(ctx, host=host, port=port, workers=workers, public_url=public_url)
+    temporary: str | None = None
+    overrides: dict[str, Any] = {
+        "host": host, "port": port, "workers": workers, "public_url": public_url,
+        "tls": tls, "tls_cert": tls_cert, "tls_key": tls_key,
+    }
+    if ephemeral:
+        if ctx.find_root().obj.get("data_dir") is not None:
+            fail("--ephemeral makes its own temporary data directory; drop --data-dir")
+        temporary = tempfile.mkdtemp(prefix="csscert-ephemeral-")
+        overrides["data_dir"] = Path(temporary) / "data"
+        overrides["database_url"] = None
+    try:
+        _serve(ctx, overrides, ephemeral)
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _serve(ctx: click.Context, overrides: dict[str, Any], ephemeral: bool) -> None:
+    settings = settings_for(ctx, **overrides)
+    if ephemeral:
+        if settings.database_url:
+            fail("--ephemeral serves SQLite in a temporary directory; unset CSSCERT_DATABASE_URL")
+        if settings.port == 0 or "port" not in settings.model_fields_set:
+            settings = settings.model_copy(update={"port": _free_port(settings.host)})
+    elif settings.port == 0:
+        fail("give a real port with --port (0 would pick a random one that nobody can be told)")
     _check_can_listen(settings.host, settings.port)  # before a first start writes anything
-    service, first = open_service(settings, bootstrap=True)
-    settings = service.settings
-    base = settings.public_base_url()
-    if first is not None:
-        _first_start_banner(first, base)
-    service.close()
+    service, first = open_service(settings, create=True, bootstrap=True)
+    stop = threading.Event()
+    try:
+        settings = service.settings
+        tls_files = _tls_files(service)
+        base = settings.public_base_url()
+        announce = None
+        if ephemeral:
+            announce = json.dumps(_ephemeral_details(service, base), separators=(",", ":"))
+        elif first is not None:
+            from csscert.cli.init import first_start_banner
+
+            first_start_banner(first, base)
+    finally:
+        service.close()
     os.environ.update(settings.to_environ())
     from granian import Granian
-    from granian.constants import Interfaces
+    from granian.constants import Interfaces, SSLProtocols
 
+    tls_options: dict[str, Any] = {}
+    if tls_files is not None:
+        tls_options = {
+            "ssl_cert": tls_files[0],
+            "ssl_key": tls_files[1],
+            "ssl_protocol_min": SSLProtocols.tls12,  # what the SDKs' and Java 8's clients speak
+        }
     server = Granian(
         "csscert.api.app:create_app",
         address=settings.host,
@@ -79,10 +217,19 @@ def serve(
         factory=True,
         log_access=False,
         websockets=False,
+        **tls_options,
     )
-    err_console.print(
-        f"csscert listening on {base} ({settings.workers} worker(s), data in {settings.data_dir})",
-        markup=False,
-        soft_wrap=True,
+    click.echo(
+        f"csscert listening on {base} ({settings.workers} worker(s), data in {settings.data_dir.resolve()})",
+        err=True,
     )
-    server.serve()
+    if announce is not None:
+        threading.Thread(
+            target=_announce_when_ready, args=(settings, announce, stop), name="csscert-ready", daemon=True
+        ).start()
+    try:
+        server.serve()
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()

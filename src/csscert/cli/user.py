@@ -1,4 +1,4 @@
-"""``csscert user``: users of the default domain."""
+"""``csscert user``: users of the default domain, and the projects granted to them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from rich.table import Table
 
 from csscert.cli.common import service_for
 from csscert.cli.output import console, emit_json, json_option
@@ -34,7 +33,7 @@ def user_create(
     if as_json:
         emit_json({"id": created.id, "name": created.name, "projects": sorted(created.project_ids)})
     else:
-        console.print(f"user {created.name} ({created.id}) created")
+        console().print(f"user {created.name} ({created.id}) created")
 
 
 @user.command("list")
@@ -57,10 +56,12 @@ def user_list(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         emit_json(rows)
         return
+    from rich.table import Table
+
     table = Table("id", "name", "enabled", "password", "projects")
     for r in rows:
         table.add_row(r["id"], r["name"], str(r["enabled"]), str(r["password"]), ", ".join(r["projects"]))
-    console.print(table)
+    console().print(table)
 
 
 def _user_switch(enabled: bool) -> Callable[..., None]:
@@ -69,13 +70,43 @@ def _user_switch(enabled: bool) -> Callable[..., None]:
     def command(ctx: click.Context, name: str) -> None:
         with service_for(ctx) as service:
             service.identity.set_user_enabled(name, enabled)
-        console.print(f"user {name} {'enabled' if enabled else 'disabled'}")
+        console().print(f"user {name} {'enabled' if enabled else 'disabled'}")
 
     return command
 
 
 user.command("disable", help="Disable a user: its tokens and keys stop working at once.")(_user_switch(False))
 user.command("enable", help="Enable a user again.")(_user_switch(True))
+
+
+@user.command("grant")
+@click.argument("name")
+@click.option("--project", "project_ref", required=True, help="Project (id or name).")
+@json_option
+@click.pass_context
+def user_grant(ctx: click.Context, name: str, project_ref: str, as_json: bool) -> None:
+    """Let a user work in one more project (tokens and AK/SK requests)."""
+    with service_for(ctx) as service:
+        user, project = service.identity.grant(name, project_ref)
+    if as_json:
+        emit_json({"user": user.name, "project_id": project.id, "project": project.name, "granted": True})
+    else:
+        console().print(f"user {user.name} may use project {project.name} ({project.id})", markup=False)
+
+
+@user.command("revoke-grant")
+@click.argument("name")
+@click.option("--project", "project_ref", required=True, help="Project (id or name).")
+@json_option
+@click.pass_context
+def user_revoke_grant(ctx: click.Context, name: str, project_ref: str, as_json: bool) -> None:
+    """Take a project from a user; its tokens for it stop working at once. Never the last one."""
+    with service_for(ctx) as service:
+        user, project = service.identity.revoke_grant(name, project_ref)
+    if as_json:
+        emit_json({"user": user.name, "project_id": project.id, "project": project.name, "granted": False})
+    else:
+        console().print(f"user {user.name} no longer has project {project.name} ({project.id})", markup=False)
 
 
 @user.command("delete")
@@ -85,7 +116,7 @@ def user_delete(ctx: click.Context, name: str) -> None:
     """Delete a user and its access keys."""
     with service_for(ctx) as service:
         service.identity.delete_user(name)
-    console.print(f"user {name} deleted")
+    console().print(f"user {name} deleted")
 
 
 @user.command("set-password")
@@ -96,4 +127,4 @@ def user_set_password(ctx: click.Context, name: str) -> None:
     password = sys.stdin.readline().rstrip("\r\n")
     with service_for(ctx) as service:
         service.identity.set_password(name, password)
-    console.print(f"password of {name} set")
+    console().print(f"password of {name} set")

@@ -12,14 +12,14 @@ from collections.abc import Iterable
 
 from cryptography.fernet import Fernet
 
-from csscert.errors import InvalidRequest, ResourceNotFound
+from csscert.errors import Conflict, InvalidRequest, ResourceNotFound
 from csscert.identity.credentials import generate_access_key, generate_secret_key, hash_password, sk_context
 from csscert.identity.directory import USER_REVOCATION_PREFIX, Directory
 from csscert.identity.tokens import IssuedToken, TokenClaims, fernet_context
 from csscert.model import AccessKey, Domain, FernetKey, Project, User, new_id
 from csscert.sealing import Sealer
 from csscert.settings import Settings
-from csscert.store import NotFound, SqlStore
+from csscert.store import LastGrant, NotFound, SqlStore
 
 __all__ = ["Identity"]
 
@@ -90,6 +90,37 @@ class Identity:
         password_hash = hash_password(password) if password is not None else None
         domain_id = self.default_domain().id
         return self._store.create_user(new_id(), name.strip(), domain_id, password_hash, project_ids)
+
+    def grant(self, user_ref: str, project_ref: str) -> tuple[User, Project]:
+        """Let a user take tokens for (and sign requests in) one more project."""
+        user = self.resolve_user(user_ref)
+        project = self.resolve_project(project_ref)
+        try:
+            self._store.grant(user.id, project.id)
+        except Conflict as exc:
+            raise Conflict(f"user {user.name} already has project {project.name}") from exc
+        return user, project
+
+    def revoke_grant(self, user_ref: str, project_ref: str) -> tuple[User, Project]:
+        """Take a project from a user: its tokens for that project and its AK/SK requests there
+        are refused from the next request on (the read model checks grants on every request).
+
+        A user keeps at least one project, as ``user create`` demands: a user with none could
+        still log in but never use anything, which looks like a bug; ``user disable`` or
+        ``user delete`` say what is meant.
+        """
+        user = self.resolve_user(user_ref)
+        project = self.resolve_project(project_ref)
+        try:
+            self._store.revoke_grant(user.id, project.id)
+        except NotFound as exc:
+            raise ResourceNotFound(f"user {user.name} does not have project {project.name}") from exc
+        except LastGrant as exc:
+            raise LastGrant(
+                f"{project.name} is the only project of {user.name}; grant another first, or use "
+                f"'csscert user disable {user.name}' or 'user delete' to take all access away"
+            ) from exc
+        return user, project
 
     def set_password(self, user_ref: str, password: str) -> None:
         """A new password; like Keystone, tokens issued before stop working."""

@@ -16,13 +16,14 @@ from sqlalchemy import make_url, text
 
 from csscert.errors import ConfigurationError
 from csscert.settings import Settings
-from csscert.store.sql import Conflict, NotFound, SqlStore, StoreSnapshot
+from csscert.store.sql import Conflict, LastGrant, NotFound, SqlStore, StoreSnapshot
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 __all__ = [
     "Conflict",
+    "LastGrant",
     "NotFound",
     "SchemaError",
     "SqlStore",
@@ -43,10 +44,13 @@ _REVISION = re.compile(r'^revision\s*=\s*"([^"]+)"\s*$', re.M)
 _DOWN_REVISION = re.compile(r'^down_revision\s*=\s*(?:None|"([^"]+)")\s*$', re.M)
 
 
-def open_store(settings: Settings) -> SqlStore:
+def open_store(settings: Settings, *, create: bool = True) -> SqlStore:
+    """The store of ``settings``; only with ``create`` is a missing data directory made (the
+    CLI's read and admin commands pass False: they never conjure up new data)."""
     hint = None
-    if settings.uses_embedded_database or settings.data_dir.exists():
+    if create and settings.uses_embedded_database:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.data_dir.is_dir():
         hint = settings.data_dir / HINT_FILE
     return SqlStore(settings.sqlalchemy_url, hint_path=hint)
 

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from csscert.errors import Conflict, ResourceNotFound
+from csscert.errors import Conflict, InvalidRequest, ResourceNotFound
 from csscert.model import (
     AccessKey,
     CAState,
@@ -33,11 +33,15 @@ from csscert.model import (
 from csscert.store import schema as t
 from csscert.store.signal import ChangeSignal
 
-__all__ = ["Conflict", "NotFound", "SqlStore", "StoreSnapshot"]
+__all__ = ["Conflict", "LastGrant", "NotFound", "SqlStore", "StoreSnapshot"]
 
 
 class NotFound(ResourceNotFound):
     """The record to change does not exist (callers usually re-raise it naming what they looked for)."""
+
+
+class LastGrant(InvalidRequest):
+    """Revoking this grant would leave a user without any project."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +252,18 @@ class SqlStore:
         except IntegrityError as exc:
             raise Conflict("the user already has that project") from exc
 
+    def revoke_grant(self, user_id: str, project_id: str) -> None:
+        """Take ``project_id`` from the user, but never its last project (one transaction, so two
+        concurrent revocations cannot both pass the check)."""
+        g = t.grants
+        with self._write() as conn:
+            held = {r.project_id for r in conn.execute(select(g.c.project_id).where(g.c.user_id == user_id))}
+            if project_id not in held:
+                raise NotFound("the user does not have that project")
+            if len(held) == 1:
+                raise LastGrant("that is the user's only project")
+            conn.execute(delete(g).where(g.c.user_id == user_id, g.c.project_id == project_id))
+
     def set_user_enabled(self, user_id: str, enabled: bool) -> None:
         with self._write() as conn:
             result = conn.execute(update(t.users).where(t.users.c.id == user_id).values(enabled=enabled))
@@ -377,7 +393,27 @@ class SqlStore:
                     not_before=cert.not_before,
                     not_after=cert.not_after,
                     created_at=cert.created_at,
+                    subject=cert.subject,
+                    profile=cert.profile,
+                    key_type=cert.key_type,
+                    status=cert.status,
+                    origin=cert.origin,
                 )
+            )
+
+    def supersede_issued(self, newest: IssuedCertificate) -> None:
+        """Mark every other valid certificate of ``newest``'s project and name as superseded."""
+        ic = t.issued_certificates
+        with self._write() as conn:
+            conn.execute(
+                update(ic)
+                .where(
+                    ic.c.project_id == newest.project_id,
+                    ic.c.name == newest.name,
+                    ic.c.serial != newest.serial,
+                    ic.c.status == "valid",
+                )
+                .values(status="superseded")
             )
 
     def delete_issued(self, serial: str) -> None:
@@ -467,6 +503,11 @@ def _issued(r: Any) -> IssuedCertificate:
         not_before=_utc(r.not_before),
         not_after=_utc(r.not_after),
         created_at=_utc(r.created_at),
+        subject=r.subject,
+        profile=r.profile,
+        key_type=r.key_type,
+        status=r.status,
+        origin=r.origin,
     )
 
 
