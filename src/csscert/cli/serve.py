@@ -29,6 +29,16 @@ if TYPE_CHECKING:
     from csscert.settings import Settings
 
 
+# Standard output carries only what a caller reads (the first-start banner, or the --ephemeral
+# JSON line); granian's own log lines go to standard error with ours.
+_GRANIAN_LOGS_TO_STDERR = {
+    "handlers": {
+        "console": {"formatter": "generic", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"},
+        "access": {"formatter": "access", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"},
+    }
+}
+
+
 def _check_can_listen(host: str, port: int) -> None:
     """Fail with one clear line (not a server backtrace) when the address cannot be used."""
     try:
@@ -217,6 +227,7 @@ def _serve(ctx: click.Context, overrides: dict[str, Any], ephemeral: bool) -> No
         factory=True,
         log_access=False,
         websockets=False,
+        log_dictconfig=_GRANIAN_LOGS_TO_STDERR,
         **tls_options,
     )
     click.echo(
