@@ -119,8 +119,6 @@ def prepare_data_dir(settings: Settings, *, create: bool) -> None:
             f"cannot write to the data directory {where} (permission denied): give the user running "
             "csscert write access to it, or point --data-dir or CSSCERT_DATA_DIR at another directory"
         )
-    if not create and settings.uses_embedded_database and not (where / "csscert.db").exists():
-        raise NotInitialized(no_data_message(settings))
 
 
 @contextmanager
@@ -176,6 +174,8 @@ class Service:
         prepare_data_dir(settings, create=create)
         master = settings.master_key.get_secret_value() if settings.master_key else None
         self.sealer = Sealer(load_master_key(master, settings.data_dir, create=create))
+        if not create and settings.uses_embedded_database and not (settings.data_dir / "csscert.db").exists():
+            raise NotInitialized(no_data_message(settings))  # SQLite would create an empty one
         self.store: SqlStore = open_store(settings, create=create)
         self._signal = self.store.change_signal
         self.authority = Authority(self.store, self.sealer, settings)

@@ -184,9 +184,15 @@ class Authority:
             raise AuthorityError(f"{fingerprint!r} is too short or not hex: {rule} (see 'csscert ca list')")
         matches = [ca for ca in self._store.authorities() if ca.fingerprint_sha256.startswith(wanted)]
         if not matches:
-            raise AuthorityError(f"no CA has a SHA-256 fingerprint starting with {fingerprint!r}; see 'csscert ca list'")
+            raise AuthorityError(
+                f"no single CA has a SHA-256 fingerprint starting with {fingerprint!r} (none matches); "
+                "see 'csscert ca list'"
+            )
         if len(matches) > 1:
-            raise AuthorityError(f"{len(matches)} CAs have a fingerprint starting with {fingerprint!r}: {rule}, more of them")
+            raise AuthorityError(
+                f"no single CA has a SHA-256 fingerprint starting with {fingerprint!r} ({len(matches)} "
+                f"match): {rule}, more of them"
+            )
         return matches[0]
 
     def unexpired_issued(self, ca: CertificateAuthority) -> list[IssuedCertificate]:
