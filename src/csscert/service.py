@@ -94,7 +94,16 @@ def prepare_data_dir(settings: Settings, *, create: bool) -> None:
     and the fix (never ``[Errno 17]`` or SQLite's "unable to open database file").
     """
     if not settings.uses_embedded_database:
-        _safe_url(settings.sqlalchemy_url)
+        from sqlalchemy import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(settings.sqlalchemy_url)
+        except ArgumentError as exc:
+            raise ConfigurationError(
+                f"database error: {exc}; CSSCERT_DATABASE_URL must be a SQLAlchemy URL such as "
+                "postgresql+psycopg://user:password@host/db"
+            ) from exc
     where = settings.data_dir.resolve()
     if where.exists() and not where.is_dir():
         raise ConfigurationError(
