@@ -8,8 +8,10 @@ come in when a command opens the service, so ``csscert --help`` and ``--version`
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -112,6 +114,8 @@ def describe_database_error(exc: Exception, settings: Settings | None = None) ->
             f"database error: cannot write the database{place}: it or its directory is read-only "
             f"(give the user running csscert write access to it, {POINT_ELSEWHERE})"
         )
+    if "disk i/o error" in lowered and settings is not None and _nearly_full(settings.data_dir):
+        lowered = "disk is full"  # SQLite says I/O error when its WAL cannot grow on a full disk
     if "disk is full" in lowered or "no space left" in lowered:
         place = f" holding {where}" if where else ""
         return f"database error: the disk{place} is full: free some space and run the command again"
@@ -123,6 +127,14 @@ def describe_database_error(exc: Exception, settings: Settings | None = None) ->
     if "database is locked" in lowered:
         return "database error: the database stayed locked by another process for 10 s; try again"
     return f"database error: {detail or type(exc).__name__}"
+
+
+def _nearly_full(path: Path) -> bool:
+    try:
+        stats = os.statvfs(path)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < 1024 * 1024
 
 
 _OS_FIXES = {

@@ -113,8 +113,11 @@ class SqlStore:
         try:
             with self.engine.connect() as conn:
                 value = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        except (OperationalError, ProgrammingError):
-            return None
+        except (OperationalError, ProgrammingError) as exc:
+            message = str(exc.orig).lower()
+            if "no such table" in message or "does not exist" in message:
+                return None  # an empty database
+            raise  # a full disk, a read-only file, an unreachable server: not "empty"
         return None if value is None else str(value)
 
     def revision(self) -> int:
