@@ -53,7 +53,10 @@ def parse_subject(text: str) -> x509.Name:
     try:
         name = x509.Name.from_rfc4514_string(text, _EXTRA_ATTRIBUTE_NAMES)
     except ValueError as exc:
-        raise AuthorityError(f"subject {text!r} is not an RFC 4514 name: {exc}") from exc
+        detail = str(exc) or "escape , + ; < > \" \\ and a leading # or space with a backslash"
+        raise AuthorityError(
+            f"subject {text!r} is not an RFC 4514 name ({detail}); e.g. 'CN=node-1,OU=search,O=Example'"
+        ) from exc
     if not list(name):
         raise AuthorityError("the subject must not be empty")
     return name
