@@ -3,8 +3,10 @@
 The certificate comes from csscert's own CA (the region's project's scope), so
 ``CloudSearchService.cer``, the file every client downloads anyway, verifies csscert too. It is
 kept in ``<data_dir>/tls/`` (``server.key`` 0600, ``server.crt`` with the CA) and issued again on
-start when it is missing, names another host, was signed by a CA that is no longer the active
-one, or reaches the last third of its life.
+start when it is missing, names another host, was signed by a CA that is no longer trusted
+(retired), or reaches the last third of its life. After ``ca rotate`` it stays with the old CA
+while that is still in the bundle: clients holding only the old ``CloudSearchService.cer`` can
+then still reach csscert to download the new bundle.
 """
 
 from __future__ import annotations
@@ -73,17 +75,22 @@ def server_names(settings: Settings) -> tuple[list[str], list[str]]:
     return unique(dns), unique(ips)
 
 
+def _issued_by(cert: x509.Certificate, ca_pem: bytes) -> bool:
+    try:
+        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem))
+    except Exception:
+        return False
+    return True
+
+
 def _still_good(path: Path, authority: Authority, scope: str, dns: list[str], ips: list[str]) -> bool:
     try:
         chain = x509.load_pem_x509_certificates(path.read_bytes())
     except (OSError, ValueError):
         return False
     cert = chain[0]
-    active = x509.load_pem_x509_certificate(authority.active(scope).cert_pem)
-    try:
-        cert.verify_directly_issued_by(active)
-    except Exception:
-        return False  # signed by an older CA (or not by ours at all)
+    if not any(_issued_by(cert, ca.cert_pem) for ca in authority.trusted(scope)):
+        return False  # its CA was retired (or it is not ours at all)
     now = dt.datetime.now(dt.UTC)
     life = cert.not_valid_after_utc - cert.not_valid_before_utc
     if cert.not_valid_after_utc - now < max(life / 3, dt.timedelta(days=1)):
