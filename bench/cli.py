@@ -45,9 +45,20 @@ def _own(runs: int, argv: list[str], env: dict[str, str]) -> tuple[float, float]
 def _hyperfine(runs: int, argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         subprocess.run(
-            ["hyperfine", "-N", "--warmup", "2", "--runs", str(runs), "--export-json", out.name,
-             " ".join(argv)],
-            env=env, check=True, stdout=subprocess.DEVNULL,
+            [
+                "hyperfine",
+                "-N",
+                "--warmup",
+                "2",
+                "--runs",
+                str(runs),
+                "--export-json",
+                out.name,
+                " ".join(argv),
+            ],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         result = json.loads(Path(out.name).read_text())["results"][0]
     return float(result["median"]), float(result["user"]) + float(result["system"])
@@ -70,20 +81,26 @@ def main() -> None:
             rows.append((label, wall, cpu, goal))
     load = os.getloadavg()[0]
     lines = [
-        f"`bench/cli.py` ({tool}, {args.runs} runs, median; load average {load:.2f} on {os.cpu_count()} cores):",
+        f"`bench/cli.py` ({tool}, {args.runs} runs, median; "
+        f"load average {load:.2f} on {os.cpu_count()} cores):",
         "",
         "| command | wall s | CPU s (user+sys) | goal | met |",
         "| --- | ---: | ---: | --- | --- |",
     ]
     for label, wall, cpu, goal in rows:
-        lines.append(f"| `csscert {label}` | {wall:.3f} | {cpu:.3f} | < {goal} s | {'yes' if wall < goal else '**no**'} |")
+        lines.append(
+            f"| `csscert {label}` | {wall:.3f} | {cpu:.3f} | < {goal} s "
+            f"| {'yes' if wall < goal else '**no**'} |"
+        )
     table = "\n".join(lines)
     print(table)
     (ROOT / "bench" / "results" / "cli.md").write_text(table + "\n")
     if args.readme:
         readme = ROOT / "README.md"
         text = readme.read_text()
-        block = f"<!-- cli-bench:begin (written by bench/cli.py --readme) -->\n{table}\n<!-- cli-bench:end -->"
+        block = (
+            f"<!-- cli-bench:begin (written by bench/cli.py --readme) -->\n{table}\n<!-- cli-bench:end -->"
+        )
         text, count = re.subn(r"<!-- cli-bench:begin.*?<!-- cli-bench:end -->", block, text, flags=re.S)
         if count != 1:
             sys.exit("README.md has no cli-bench markers")

@@ -14,13 +14,14 @@ from contextlib import closing
 from pathlib import Path
 
 import httpx
-from csscert.sealing import generate_master_key
 import pytest
 from conftest import CsscertServer, ServerFactory
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from csscert.sealing import generate_master_key
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
@@ -140,7 +141,8 @@ def test_project_scope_gives_each_project_its_own_ca(make_server: ServerFactory)
 def test_db_upgrade_on_a_new_and_on_a_live_data_dir(fresh: CsscertServer, tmp_path: Path) -> None:
     new = CsscertServer(data_dir=tmp_path / "data")
     refused = new.cli("db", "upgrade", check=False)  # only init and serve create data
-    assert refused.returncode == 1 and str(new.data_dir) in refused.stderr and "csscert init" in refused.stderr
+    assert refused.returncode == 1
+    assert str(new.data_dir) in refused.stderr and "csscert init" in refused.stderr
     assert not new.data_dir.exists()
     new.cli("init")
     first = new.cli("db", "upgrade")

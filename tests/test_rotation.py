@@ -72,7 +72,10 @@ def test_rotation_overlap_and_retirement(make_server: ServerFactory, tmp_path: P
     ]
     assert server.cli_json("ca", "show")["fingerprint_sha256"] == new_fp
     table = server.cli("ca", "list").stdout
-    colon = lambda fp: ":".join(fp[i : i + 2] for i in range(0, 64, 2)).upper()  # noqa: E731
+
+    def colon(fp: str) -> str:
+        return ":".join(fp[i : i + 2] for i in range(0, 64, 2)).upper()
+
     assert "active" in table and "trusted" in table and colon(new_fp) in table and colon(old_fp) in table
 
     v2 = get(server, token)

@@ -38,8 +38,11 @@ def _flags() -> dict[str, str]:
 
 def _default(name: str, value: Any) -> str:
     if value is None:
-        return {"master_key": "generated into `master.key`", "database_url": "SQLite in the data directory",
-                "public_url": "from the request's Host"}.get(name, "none")
+        return {
+            "master_key": "generated into `master.key`",
+            "database_url": "SQLite in the data directory",
+            "public_url": "from the request's Host",
+        }.get(name, "none")
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
     if isinstance(value, bool):
@@ -52,9 +55,8 @@ def render() -> str:
     rows = ["| variable | flag | default | what it sets |", "| --- | --- | --- | --- |"]
     for name, field in Settings.model_fields.items():
         description = (field.description or "").replace("|", "\\|").replace("\n", " ")
-        rows.append(
-            f"| `CSSCERT_{name.upper()}` | {flags.get(name, '')} | {_default(name, field.default)} | {description} |"
-        )
+        default = _default(name, field.default)
+        rows.append(f"| `CSSCERT_{name.upper()}` | {flags.get(name, '')} | {default} | {description} |")
     return "\n".join([BEGIN, *rows, END])
 
 

@@ -28,7 +28,10 @@ def download_certificate(endpoint, access_key, secret_key, project_id, ca_file=N
 
 def test_download_returns_the_ca_certificate(csscert_server):
     pem = download_certificate(
-        csscert_server.endpoint, csscert_server.access_key, csscert_server.secret_key, csscert_server.project_id
+        csscert_server.endpoint,
+        csscert_server.access_key,
+        csscert_server.secret_key,
+        csscert_server.project_id,
     )
     assert pem.startswith(b"-----BEGIN CERTIFICATE-----")
     assert pem == csscert_server.ca_file.read_bytes()
@@ -36,7 +39,9 @@ def test_download_returns_the_ca_certificate(csscert_server):
 
 def test_a_wrong_secret_key_is_refused(csscert_server):
     try:
-        download_certificate(csscert_server.endpoint, csscert_server.access_key, "x" * 40, csscert_server.project_id)
+        download_certificate(
+            csscert_server.endpoint, csscert_server.access_key, "x" * 40, csscert_server.project_id
+        )
     except ClientRequestException as exc:
         assert exc.status_code == 401
     else:

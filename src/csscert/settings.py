@@ -74,7 +74,9 @@ class Settings(BaseSettings):
         description="Default validity of issued certificates, in days (never past the CA's expiry).",
     )
 
-    host: str = Field(default="127.0.0.1", description="Address `serve` binds (`0.0.0.0` for every interface).")
+    host: str = Field(
+        default="127.0.0.1", description="Address `serve` binds (`0.0.0.0` for every interface)."
+    )
     port: int = Field(default=8080, ge=0, le=65535, description="Port `serve` listens on.")
     workers: int = Field(default=1, ge=1, le=64, description="Server worker processes.")
     public_url: str | None = Field(

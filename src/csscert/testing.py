@@ -33,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +109,9 @@ def _first_line(stream: IO[bytes], timeout: float) -> bytes:
     return box[0] if box else b""
 
 
-def start_server(*, tls: bool = False, args: tuple[str, ...] = (), timeout: float = _START_TIMEOUT) -> CsscertEndpoint:
+def start_server(
+    *, tls: bool = False, args: tuple[str, ...] = (), timeout: float = _START_TIMEOUT
+) -> CsscertEndpoint:
     """Start ``csscert serve --ephemeral`` on a free port; return once it answers."""
     log = tempfile.NamedTemporaryFile(prefix="csscert-server-", suffix=".log", delete=False)  # noqa: SIM115
     command = [sys.executable, "-m", "csscert", "serve", "--ephemeral", "--port", "0", *args]

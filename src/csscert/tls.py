@@ -11,6 +11,7 @@ then still reach csscert to download the new bundle.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import socket
@@ -51,10 +52,9 @@ def server_names(settings: Settings) -> tuple[list[str], list[str]]:
         try:
             ips.append(str(ipaddress.ip_address(host.strip("[]"))))
         except ValueError:
-            try:
+            # A host name a certificate cannot carry (e.g. with '_') is not offered.
+            with contextlib.suppress(AuthorityError):
                 dns.append(validate_dns_name(host))
-            except AuthorityError:
-                pass  # a host name a certificate cannot carry (e.g. with '_'): not offered
 
     host = settings.host
     if host in _WILDCARD_HOSTS:
@@ -71,8 +71,7 @@ def server_names(settings: Settings) -> tuple[list[str], list[str]]:
         public = urlsplit(settings.public_url).hostname
         if public:
             add(public)
-    unique = lambda items: list(dict.fromkeys(items))  # noqa: E731
-    return unique(dns), unique(ips)
+    return list(dict.fromkeys(dns)), list(dict.fromkeys(ips))
 
 
 def _issued_by(cert: x509.Certificate, ca_pem: bytes) -> bool:
@@ -119,9 +118,7 @@ def ensure_server_certificate(authority: Authority, settings: Settings, project_
         folder.mkdir(mode=0o700, exist_ok=True)
         replace_all([(key_file, node.key_pem, 0o600), (cert_file, node.chain_pem, 0o644)])
 
-    node = authority.issue_node(
-        project_id, SERVER_CERT_NAME, dns, ips, origin="serve", deliver=deliver
-    )
+    node = authority.issue_node(project_id, SERVER_CERT_NAME, dns, ips, origin="serve", deliver=deliver)
     return ServerCertificate(cert_file, key_file, True, node.record.not_after)
 
 

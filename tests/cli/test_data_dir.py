@@ -17,11 +17,17 @@ import pytest
 PLAIN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("CSSCERT_")}
 
 
-def csscert(*args: str, cwd: Path, env: dict[str, str] | None = None, user: int | None = None) -> subprocess.CompletedProcess[str]:
+def csscert(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, user: int | None = None
+) -> subprocess.CompletedProcess[str]:
     prefix = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] if user is not None else []
     return subprocess.run(
         [*prefix, sys.executable, "-m", "csscert", *args],
-        cwd=cwd, env={**PLAIN_ENV, **(env or {})}, capture_output=True, text=True, timeout=120,
+        cwd=cwd,
+        env={**PLAIN_ENV, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -36,8 +42,13 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 def test_commands_elsewhere_never_create_data_and_say_where_they_looked(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    for command in (["project", "list"], ["ca", "show"], ["cert", "list"], ["token", "issue", "--user", "u",
-                    "--project", "p"], ["db", "upgrade"]):
+    for command in (
+        ["project", "list"],
+        ["ca", "show"],
+        ["cert", "list"],
+        ["token", "issue", "--user", "u", "--project", "p"],
+        ["db", "upgrade"],
+    ):
         line = one_line_error(csscert(*command, cwd=elsewhere))
         assert str(elsewhere / "csscert-data") in line, line
         assert "csscert init" in line and "--data-dir" in line and "CSSCERT_DATA_DIR" in line
@@ -79,7 +90,9 @@ def _unwritable(tmp_path: Path) -> None:
     for path in [data, *data.iterdir()]:
         path.chmod(0o755 if path.is_dir() else 0o644)  # readable by others, writable only by root
     nobody = 65534
-    line = one_line_error(csscert("--data-dir", str(data), "project", "create", "x", cwd=Path("/"), user=nobody))
+    line = one_line_error(
+        csscert("--data-dir", str(data), "project", "create", "x", cwd=Path("/"), user=nobody)
+    )
     assert str(data) in line and ("read-only" in line or "permission denied" in line), line
     assert "write access" in line and "--data-dir" in line, line
     line = one_line_error(csscert("--data-dir", str(tmp_path / "new"), "init", cwd=Path("/"), user=nobody))
@@ -89,8 +102,9 @@ def _unwritable(tmp_path: Path) -> None:
 @contextlib.contextmanager
 def small_disk(where: Path, size: str) -> Iterator[Path]:
     where.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                             capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True
+    )
     if mounted.returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
@@ -108,8 +122,21 @@ def test_a_full_disk_is_one_line_with_cause_and_fix(tmp_path: Path) -> None:
             while True:
                 handle.write(b"\0" * 65536)
                 handle.flush()
-        line = one_line_error(csscert("--data-dir", str(data), "cert", "issue", "--name", "n1", "--dns", "n1",
-                                      "--out", str(disk / "certs"), cwd=tmp_path))
+        line = one_line_error(
+            csscert(
+                "--data-dir",
+                str(data),
+                "cert",
+                "issue",
+                "--name",
+                "n1",
+                "--dns",
+                "n1",
+                "--out",
+                str(disk / "certs"),
+                cwd=tmp_path,
+            )
+        )
         assert "full" in line and "free some space" in line, line
         filler.unlink()
         # Nothing half-done: the certificate that could not be written is not on record.

@@ -15,8 +15,12 @@ def test_grant_then_revoke_a_project_of_an_existing_user(server: CsscertServer) 
     refused = server.cli("token", "issue", "--user", "csscert-admin", "--project", project["id"], check=False)
     assert refused.returncode == 1  # not granted yet
     granted = server.cli_json("user", "grant", "csscert-admin", "--project", project["name"])
-    assert granted == {"user": "csscert-admin", "project_id": project["id"], "project": project["name"],
-                       "granted": True}
+    assert granted == {
+        "user": "csscert-admin",
+        "project_id": project["id"],
+        "project": project["name"],
+        "granted": True,
+    }
     token = server.token(project=project["id"])
     assert _download(server, token, project["id"]) == 200
     again = server.cli("user", "grant", "csscert-admin", "--project", project["id"], check=False)

@@ -19,16 +19,22 @@ COLON_FP = re.compile(r"(?:[0-9A-F]{2}:){31}[0-9A-F]{2}")
 
 
 def _run(server: CsscertServer, *args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "csscert", *args], cwd=cwd, capture_output=True, timeout=60,
-                          env=server.process_env())
+    return subprocess.run(
+        [sys.executable, "-m", "csscert", *args],
+        cwd=cwd,
+        capture_output=True,
+        timeout=60,
+        env=server.process_env(),
+    )
 
 
 def _download_args(server: CsscertServer, token: str) -> list[str]:
     return ["download", "--endpoint", server.url, "--project", server.project_id, "--token", token]
 
 
-def test_download_dash_o_dash_writes_to_standard_output(server: CsscertServer, admin_token: str,
-                                                      tmp_path: Path) -> None:
+def test_download_dash_o_dash_writes_to_standard_output(
+    server: CsscertServer, admin_token: str, tmp_path: Path
+) -> None:
     served = httpx.get(server.download_url(), headers={"X-Auth-Token": admin_token}).content
     result = _run(server, *_download_args(server, admin_token), "-o", "-", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -37,14 +43,18 @@ def test_download_dash_o_dash_writes_to_standard_output(server: CsscertServer, a
     assert list(tmp_path.iterdir()) == []  # no file called "-"
 
 
-def test_download_never_replaces_a_link_or_device(server: CsscertServer, admin_token: str, tmp_path: Path) -> None:
+def test_download_never_replaces_a_link_or_device(
+    server: CsscertServer, admin_token: str, tmp_path: Path
+) -> None:
     real = tmp_path / "real.pem"
     real.write_text("mine")
     link = tmp_path / "link.pem"
     link.symlink_to(real)
     for target in (link, Path("/dev/stdout"), Path("/dev/null")):
         before = os.lstat(target)
-        result = _run(server, *_download_args(server, admin_token), "-o", str(target), "--force", cwd=tmp_path)
+        result = _run(
+            server, *_download_args(server, admin_token), "-o", str(target), "--force", cwd=tmp_path
+        )
         assert result.returncode == 1 and b"not a regular file" in result.stderr, result.stderr
         assert b"-o -" in result.stderr and b"Traceback" not in result.stderr
         after = os.lstat(target)
@@ -52,7 +62,12 @@ def test_download_never_replaces_a_link_or_device(server: CsscertServer, admin_t
     assert real.read_text() == "mine"
     plain = tmp_path / "plain.pem"
     plain.write_text("old")
-    assert _run(server, *_download_args(server, admin_token), "-o", str(plain), "--force", cwd=tmp_path).returncode == 0
+    assert (
+        _run(
+            server, *_download_args(server, admin_token), "-o", str(plain), "--force", cwd=tmp_path
+        ).returncode
+        == 0
+    )
     assert plain.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
 
 
@@ -96,8 +111,19 @@ def test_no_library_warning_reaches_the_user(server: CsscertServer, tmp_path: Pa
 
 
 def test_a_capped_validity_is_said_on_stderr_and_in_json(server: CsscertServer, tmp_path: Path) -> None:
-    result = server.cli("cert", "issue", "--name", "capped", "--dns", "capped", "--days", "5000", "--out",
-                        str(tmp_path), "--json")
+    result = server.cli(
+        "cert",
+        "issue",
+        "--name",
+        "capped",
+        "--dns",
+        "capped",
+        "--days",
+        "5000",
+        "--out",
+        str(tmp_path),
+        "--json",
+    )
     shown = json.loads(result.stdout)
     assert shown["capped_at_ca_expiry"] is True and shown["requested_days"] == 5000
     assert "asked for 5000 days" in result.stderr and "ca rotate" in result.stderr

@@ -42,16 +42,26 @@ def test_every_marked_block_runs_as_written(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CSSCERT_", "OS_"))}
-    env.update(HOME=str(home), CSSCERT_PORT=str(free_port()),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}")
+    env.update(
+        HOME=str(home),
+        CSSCERT_PORT=str(free_port()),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}",
+    )
     sessions: list[int] = []
     try:
         for index, (language, code) in enumerate(blocks):
             folder = tmp_path / f"block-{index}"
             folder.mkdir()
             command = ["bash", "-e", "-c", code] if language == "sh" else [sys.executable, "-c", code]
-            proc = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True, start_new_session=True)
+            proc = subprocess.Popen(
+                command,
+                cwd=folder,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
             sessions.append(proc.pid)
             try:
                 out, err = proc.communicate(timeout=180)
@@ -59,7 +69,9 @@ def test_every_marked_block_runs_as_written(tmp_path: Path) -> None:
                 proc.kill()
                 out, err = proc.communicate()
                 raise AssertionError(f"block {index} timed out:\n{code}\n{out}\n{err}") from None
-            assert proc.returncode == 0, f"block {index} failed ({proc.returncode}):\n{code}\n--\n{out}\n{err}"
+            assert proc.returncode == 0, (
+                f"block {index} failed ({proc.returncode}):\n{code}\n--\n{out}\n{err}"
+            )
             assert "Traceback" not in err, err
             if "s_server" in code:
                 assert out.splitlines()[0] == "200" and "OK" in out, out

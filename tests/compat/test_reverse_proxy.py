@@ -35,18 +35,21 @@ def nginx(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     yield Path(binary), free_port()
 
 
-def test_the_readme_nginx_example_keeps_aksk_valid(make_server: ServerFactory, nginx: tuple[Path, int],
-                                                   tmp_path: Path) -> None:
+def test_the_readme_nginx_example_keeps_aksk_valid(
+    make_server: ServerFactory, nginx: tuple[Path, int], tmp_path: Path
+) -> None:
     binary, proxy_port = nginx
     public = f"https://localhost:{proxy_port}"
     server = make_server(serve_args=["--public-url", public])
     certs = tmp_path / "certs"
     server.cli("cert", "issue", "--name", "proxy", "--dns", "localhost", "--out", str(certs))
     block = _readme_server_block()
-    for old, new in (("listen 8443", f"listen 127.0.0.1:{proxy_port}"),
-                     ("/etc/nginx/csscert/proxy.crt", str(certs / "proxy.crt")),
-                     ("/etc/nginx/csscert/proxy.key", str(certs / "proxy.key")),
-                     ("http://127.0.0.1:8080", server.url)):
+    for old, new in (
+        ("listen 8443", f"listen 127.0.0.1:{proxy_port}"),
+        ("/etc/nginx/csscert/proxy.crt", str(certs / "proxy.crt")),
+        ("/etc/nginx/csscert/proxy.key", str(certs / "proxy.key")),
+        ("http://127.0.0.1:8080", server.url),
+    ):
         assert old in block, old
         block = block.replace(old, new)
     temp = tmp_path / "nginx"
@@ -55,8 +58,12 @@ def test_the_readme_nginx_example_keeps_aksk_valid(make_server: ServerFactory, n
     conf.write_text(
         f"user root;\nworker_processes 1;\npid {temp}/nginx.pid;\nerror_log {temp}/error.log;\n"
         "events {}\nhttp {\n  access_log off;\n"
-        + "".join(f"  {kind}_temp_path {temp}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        + block + "\n}\n"
+        + "".join(
+            f"  {kind}_temp_path {temp}/{kind};\n"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        + block
+        + "\n}\n"
     )
     proc = subprocess.Popen([str(binary), "-c", str(conf), "-g", "daemon off;"], stderr=subprocess.PIPE)
     try:
@@ -84,9 +91,21 @@ def test_the_readme_nginx_example_keeps_aksk_valid(make_server: ServerFactory, n
         login = httpx.post(
             f"{public}/v3/auth/tokens",
             verify=str(certs / "ca.crt"),
-            json={"auth": {"identity": {"methods": ["password"], "password": {"user": {
-                "name": boot["user_name"], "password": boot["password"], "domain": {"name": boot["domain_name"]}}}},
-                "scope": {"project": {"id": boot["project_id"]}}}},
+            json={
+                "auth": {
+                    "identity": {
+                        "methods": ["password"],
+                        "password": {
+                            "user": {
+                                "name": boot["user_name"],
+                                "password": boot["password"],
+                                "domain": {"name": boot["domain_name"]},
+                            }
+                        },
+                    },
+                    "scope": {"project": {"id": boot["project_id"]}},
+                }
+            },
         )
         assert login.status_code == 201, login.text
         urls = {e["url"] for service in login.json()["token"]["catalog"] for e in service["endpoints"]}

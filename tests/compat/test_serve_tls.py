@@ -40,11 +40,22 @@ def tls_server() -> Iterator[CsscertEndpoint]:
     server.stop()
 
 
-def test_curl_verifies_csscert_with_the_downloaded_ca_file(tls_server: CsscertEndpoint, tmp_path: Path) -> None:
+def test_curl_verifies_csscert_with_the_downloaded_ca_file(
+    tls_server: CsscertEndpoint, tmp_path: Path
+) -> None:
     assert tls_server.endpoint.startswith("https://127.0.0.1:")
     out = tmp_path / "CloudSearchService.cer"
-    curl = ["curl", "-fsS", "--cacert", str(tls_server.ca_file), "-H", f"X-Auth-Token: {tls_server.token}", "-o",
-            str(out), tls_server.download_url]
+    curl = [
+        "curl",
+        "-fsS",
+        "--cacert",
+        str(tls_server.ca_file),
+        "-H",
+        f"X-Auth-Token: {tls_server.token}",
+        "-o",
+        str(out),
+        tls_server.download_url,
+    ]
     subprocess.run(curl, check=True, timeout=30)
     assert out.read_bytes() == tls_server.ca_file.read_bytes()
     unverified = subprocess.run(["curl", "-fsS", tls_server.download_url], capture_output=True, text=True)
@@ -57,7 +68,9 @@ def test_the_official_sdk_over_tls(tls_server: CsscertEndpoint) -> None:
     client = (
         CssClient.new_builder()
         .with_http_config(config)
-        .with_credentials(BasicCredentials(tls_server.access_key, tls_server.secret_key, tls_server.project_id))
+        .with_credentials(
+            BasicCredentials(tls_server.access_key, tls_server.secret_key, tls_server.project_id)
+        )
         .with_endpoint(tls_server.endpoint)
         .build()
     )
@@ -81,9 +94,10 @@ def test_otcextensions_over_tls_with_cacert(
         load_envvars=False,
     )
     otc_sdk.register_otc_extensions(conn)
-    conn.css.download_certificate()
+    conn.css.download_certificate()  # type: ignore[attr-defined]
     assert (tmp_path / "CloudSearchService.cer").read_bytes() == tls_server.ca_file.read_bytes()
-    assert conn.css.get_endpoint() == f"{tls_server.endpoint}/v1.0/{tls_server.project_id}"  # https catalog
+    endpoint = conn.css.get_endpoint()  # type: ignore[attr-defined]
+    assert endpoint == f"{tls_server.endpoint}/v1.0/{tls_server.project_id}"  # the https catalog
 
 
 class Served:
@@ -92,8 +106,21 @@ class Served:
     def __init__(self, data: Path, *args: str) -> None:
         self.data, self.port = data, free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "csscert", "--data-dir", str(data), "serve", "--port", str(self.port), *args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=PLAIN_ENV, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "csscert",
+                "--data-dir",
+                str(data),
+                "serve",
+                "--port",
+                str(self.port),
+                *args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=PLAIN_ENV,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while True:
@@ -109,7 +136,9 @@ class Served:
 
     def get(self, cafile: Path) -> httpx.Response:
         """A verified request: the chain must lead to ``cafile`` and name 127.0.0.1."""
-        return httpx.get(f"https://127.0.0.1:{self.port}/healthz", verify=ssl.create_default_context(cafile=str(cafile)))
+        return httpx.get(
+            f"https://127.0.0.1:{self.port}/healthz", verify=ssl.create_default_context(cafile=str(cafile))
+        )
 
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -120,24 +149,49 @@ class Served:
 
 
 def _csscert(data: Path, *args: str) -> str:
-    return subprocess.run([sys.executable, "-m", "csscert", "--data-dir", str(data), *args], check=True,
-                          capture_output=True, text=True, env=PLAIN_ENV, timeout=120).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "csscert", "--data-dir", str(data), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=PLAIN_ENV,
+        timeout=120,
+    ).stdout
 
 
 def test_own_certificate_files(tmp_path: Path) -> None:
     data = tmp_path / "data"
     _csscert(data, "init")
     api = tmp_path / "api"
-    _csscert(data, "cert", "issue", "--name", "api", "--dns", "localhost", "--ip", "127.0.0.1", "--out", str(api))
+    _csscert(
+        data, "cert", "issue", "--name", "api", "--dns", "localhost", "--ip", "127.0.0.1", "--out", str(api)
+    )
     served = Served(data, "--tls-cert", str(api / "api.crt"), "--tls-key", str(api / "api.key"))
     try:
         assert served.get(api / "ca.crt").status_code == 200
         assert served.certificate == x509.load_pem_x509_certificates((api / "api.crt").read_bytes())[0]
     finally:
         served.stop()
-    wrong = subprocess.run([sys.executable, "-m", "csscert", "--data-dir", str(data), "serve", "--port",
-                            str(free_port()), "--tls-cert", str(api / "api.crt"), "--tls-key", str(api / "ca.crt")],
-                           capture_output=True, text=True, env=PLAIN_ENV, timeout=60)
+    wrong = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "csscert",
+            "--data-dir",
+            str(data),
+            "serve",
+            "--port",
+            str(free_port()),
+            "--tls-cert",
+            str(api / "api.crt"),
+            "--tls-key",
+            str(api / "ca.crt"),
+        ],
+        capture_output=True,
+        text=True,
+        env=PLAIN_ENV,
+        timeout=60,
+    )
     assert wrong.returncode == 1 and "not a PEM certificate and its key" in wrong.stderr
     assert "Traceback" not in wrong.stderr
 
@@ -167,16 +221,22 @@ def test_the_server_certificate_follows_the_ca_through_rotation_and_retirement(t
         assert renewed.get(ca_file).status_code == 200  # the bundle fetched during the overlap verifies it
     finally:
         renewed.stop()
-    rows = [row for row in json.loads(_csscert(data, "cert", "list", "--all", "--json"))
-            if row["name"] == "csscert-server"]
+    rows = [
+        row
+        for row in json.loads(_csscert(data, "cert", "list", "--all", "--json"))
+        if row["name"] == "csscert-server"
+    ]
     assert [row["status"] for row in rows] == ["superseded", "valid"]
     assert rows[0]["ca_fingerprint_sha256"] == old_ca != rows[1]["ca_fingerprint_sha256"]
 
 
 def _download(served: Served, cafile: Path | None) -> bytes:
     verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(cafile)) if cafile else False
-    response = httpx.get(f"https://127.0.0.1:{served.port}/v1.0/{_project(served.data)}/cer/download",
-                         headers={"X-Auth-Token": _token(served.data)}, verify=verify)
+    response = httpx.get(
+        f"https://127.0.0.1:{served.port}/v1.0/{_project(served.data)}/cer/download",
+        headers={"X-Auth-Token": _token(served.data)},
+        verify=verify,
+    )
     assert response.status_code == 200, response.text
     return response.content
 

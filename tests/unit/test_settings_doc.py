@@ -19,10 +19,14 @@ def test_every_setting_says_what_it_does() -> None:
 
 
 def test_the_readme_reference_is_current() -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_settings_doc.py"), "--check"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "gen_settings_doc.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_the_cli_knows_the_same_key_types_as_the_settings() -> None:
-    assert KEY_TYPES == list(get_args(KeyType))
+    assert list(get_args(KeyType)) == KEY_TYPES

@@ -306,7 +306,13 @@ class Authority:
         else:
             name = validate_name(name)
         order = _Order(
-            project_id, name, checked.subject, checked.dns_names, checked.ip_addresses, rule, checked.key_type,
+            project_id,
+            name,
+            checked.subject,
+            checked.dns_names,
+            checked.ip_addresses,
+            rule,
+            checked.key_type,
             "csr",
         )
         return self._sign(order, checked.public_key, None, validity_days, deliver)

@@ -39,9 +39,13 @@ def key_type_of(key: object) -> str:
     if isinstance(key, ec.EllipticCurvePublicKey):
         names = {"secp256r1": "p256", "secp384r1": "p384", "secp521r1": "p521"}
         if key.curve.name not in names:
-            raise AuthorityError(f"the CSR's EC curve {key.curve.name} is not supported (P-256, P-384, P-521)")
+            raise AuthorityError(
+                f"the CSR's EC curve {key.curve.name} is not supported (P-256, P-384, P-521)"
+            )
         return names[key.curve.name]
-    raise AuthorityError("the CSR's key type is not supported (RSA of 2048 bits or more, or EC P-256/384/521)")
+    raise AuthorityError(
+        "the CSR's key type is not supported (RSA of 2048 bits or more, or EC P-256/384/521)"
+    )
 
 
 def _load(data: bytes) -> x509.CertificateSigningRequest:

@@ -53,7 +53,7 @@ def parse_subject(text: str) -> x509.Name:
     try:
         name = x509.Name.from_rfc4514_string(text, _EXTRA_ATTRIBUTE_NAMES)
     except ValueError as exc:
-        detail = str(exc) or "escape , + ; < > \" \\ and a leading # or space with a backslash"
+        detail = str(exc) or 'escape , + ; < > " \\ and a leading # or space with a backslash'
         raise AuthorityError(
             f"subject {text!r} is not an RFC 4514 name ({detail}); e.g. 'CN=node-1,OU=search,O=Example'"
         ) from exc
@@ -156,8 +156,11 @@ _STRING_TAGS = {12: "utf-8", 19: "ascii", 20: "latin-1", 22: "ascii", 28: "utf-3
 def _der_hex(tag: int, value: str) -> str:
     data = value.encode(_STRING_TAGS.get(tag, "utf-8"))
     size = len(data)
-    length = bytes([size]) if size < 0x80 else bytes([0x80 | ((size.bit_length() + 7) // 8)]) + size.to_bytes(
-        (size.bit_length() + 7) // 8, "big"
+    length = (
+        bytes([size])
+        if size < 0x80
+        else bytes([0x80 | ((size.bit_length() + 7) // 8)])
+        + size.to_bytes((size.bit_length() + 7) // 8, "big")
     )
     return (bytes([tag]) + length + data).hex()
 
@@ -183,7 +186,7 @@ def _java_value(value: str) -> str:
     )
 
 
-def _java_attribute(attribute: x509.NameAttribute[str] | x509.NameAttribute[bytes]) -> str:
+def _java_attribute(attribute: x509.NameAttribute[str | bytes]) -> str:
     keyword = _JAVA_KEYWORDS.get(attribute.oid)
     tag = int(attribute._type.value)  # the ASN.1 string type the value is encoded with
     if keyword is None or tag not in _STRING_TAGS or isinstance(attribute.value, bytes):

@@ -34,7 +34,9 @@ PROFILES: dict[str, ProfileRule] = {
         "serverAuth + clientAuth, DNS/IP names required",
     ),
     "client": ProfileRule("client", (ExtendedKeyUsageOID.CLIENT_AUTH,), False, "clientAuth"),
-    "admin": ProfileRule("admin", (ExtendedKeyUsageOID.CLIENT_AUTH,), False, "clientAuth, listed in admin_dn"),
+    "admin": ProfileRule(
+        "admin", (ExtendedKeyUsageOID.CLIENT_AUTH,), False, "clientAuth, listed in admin_dn"
+    ),
 }
 
 _USAGE_NAMES = {

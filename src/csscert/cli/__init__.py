@@ -31,7 +31,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "ca": ("ca", "ca", "Certificate authorities."),
     "cert": ("cert", "cert", "Node, client and admin certificates signed by the active CA."),
     "opensearch-config": (
-        "opensearch", "opensearch_config", "Write opensearch.yml security lines for issued certificates."
+        "opensearch",
+        "opensearch_config",
+        "Write opensearch.yml security lines for issued certificates.",
     ),
     "user": ("user", "user", "Users of the default domain and their projects."),
     "credential": ("credential", "credential", "Access keys (AK/SK) for SDK-HMAC-SHA256 signing."),

@@ -105,7 +105,9 @@ def _report(node: NodeCertificate, files: dict[str, Path], as_json: bool, verb: 
 @cert.command("issue")
 @project_option
 @click.option("--name", default=None, help="Certificate name: the files NAME.key/NAME.crt (default: the CN).")
-@click.option("--subject", default=None, help="Whole subject, RFC 4514, e.g. 'CN=node-1,OU=search,O=Example'.")
+@click.option(
+    "--subject", default=None, help="Whole subject, RFC 4514, e.g. 'CN=node-1,OU=search,O=Example'."
+)
 @click.option("--org", default=None, help="O= of the subject (with CN=NAME).")
 @click.option("--ou", "units", multiple=True, help="OU= of the subject (repeatable).")
 @click.option(
@@ -157,8 +159,13 @@ def cert_issue(
         targets = _targets(out_dir, name)
         existing = [str(p) for p in (targets["key"], targets["crt"]) if p.exists() or p.is_symlink()]
         if existing:
-            fail(f"refusing to overwrite {', '.join(existing)} (use 'csscert cert renew {name}' to replace them)")
-        bundle = b"".join(ca.cert_pem for ca in service.authority.trusted(service.authority.scope_for(project_id)))
+            fail(
+                f"refusing to overwrite {', '.join(existing)} "
+                f"(use 'csscert cert renew {name}' to replace them)"
+            )
+        bundle = b"".join(
+            ca.cert_pem for ca in service.authority.trusted(service.authority.scope_for(project_id))
+        )
         ca_present = targets["ca"].exists() or targets["ca"].is_symlink()
         if ca_present and _differs(targets["ca"], bundle):
             fail(
@@ -233,7 +240,9 @@ def cert_renew(
 @project_option
 @click.option("--profile", type=PROFILE_CHOICE, default="node", show_default=True)
 @click.option("--name", default=None, help="Name on record (default: the CSR's CN).")
-@click.option("--out", "out_file", type=click.Path(path_type=Path), default=None, help="Chain file (default: stdout).")
+@click.option(
+    "--out", "out_file", type=click.Path(path_type=Path), default=None, help="Chain file (default: stdout)."
+)
 @days_option
 @json_option
 @click.pass_context
@@ -277,7 +286,9 @@ def cert_sign(
         else:
             _capped(node)
             sys.stdout.write(node.chain_pem.decode())
-            click.echo(f"signed {node.record.name} ({node.record.subject}), serial {node.record.serial}", err=True)
+            click.echo(
+                f"signed {node.record.name} ({node.record.subject}), serial {node.record.serial}", err=True
+            )
         return
     _report(node, {"crt": out_file}, as_json, "signed")
 

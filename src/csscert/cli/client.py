@@ -20,7 +20,10 @@ from csscert.files import NotARegularFile
 @click.option("--format", "fmt", type=click.Choice(["pem", "der", "p7b", "jks", "p12", "json"]), default=None)
 @click.option("--password", default=None, help="Truststore password for jks/p12.")
 @click.option(
-    "-o", "--output", default=None, help="File to write (default: the server's file name); '-' is standard output."
+    "-o",
+    "--output",
+    default=None,
+    help="File to write (default: the server's file name); '-' is standard output.",
 )
 @click.option("--force", is_flag=True, help="Replace the output file (a regular file only).")
 @click.option("--cacert", default=None, help="CA file to verify an https endpoint.")
@@ -79,8 +82,10 @@ def download(
         except FileExistsError:
             fail(f"{target} exists; pass --force to replace it")
         except NotARegularFile:
-            fail(f"{target} is not a regular file (a link, device or directory): refusing to replace it; "
-                 "give -o - to write to standard output")
+            fail(
+                f"{target} is not a regular file (a link, device or directory): refusing to replace it; "
+                "give -o - to write to standard output"
+            )
     if result.warning:
         warn(result.warning)
     if as_json:
@@ -97,7 +102,9 @@ def download(
         )
         return
     report = click.echo if not to_stdout else (lambda text: click.echo(text, err=True))
-    report(f"wrote {target if target else 'standard output'} ({len(result.body)} bytes, {result.content_type})")
+    report(
+        f"wrote {target if target else 'standard output'} ({len(result.body)} bytes, {result.content_type})"
+    )
     for fp in result.fingerprints:
         report(f"  SHA-256 {fp}")
     if not result.fingerprints:

@@ -141,7 +141,7 @@ _OS_FIXES = {
     errno.ENOSPC: "the disk is full: free some space and run the command again",
     errno.EDQUOT: "the disk quota is used up: free some space and run the command again",
     errno.EACCES: "permission denied: give the user running csscert access to it, or choose another path",
-    errno.EPERM: "operation not permitted: give the user running csscert access to it, or choose another path",
+    errno.EPERM: "operation not permitted: give the user running csscert access, or choose another path",
     errno.EROFS: "the file system is read-only: choose a writable path",
     errno.ENOTDIR: "a part of the path is a file, not a directory: choose another path",
     errno.EISDIR: "it is a directory: give a file name",

@@ -90,7 +90,10 @@ def opensearch_config(ctx: click.Context, certs_dir: Path | None, out_dir: Path,
 
     source = certs_dir or out_dir
     if not source.is_dir():
-        fail(f"{source} is not a folder of issued certificates (give --certs, the folder 'cert issue --out' wrote)")
+        fail(
+            f"{source} is not a folder of issued certificates "
+            "(give --certs, the folder 'cert issue --out' wrote)"
+        )
     bundle_file = source / "ca.crt"
     if not bundle_file.is_file():
         fail(f"{bundle_file} is missing: give --certs the folder 'cert issue --out' wrote")
@@ -109,7 +112,9 @@ def opensearch_config(ctx: click.Context, certs_dir: Path | None, out_dir: Path,
     for path, cert in found:
         row = rows.get(cert.fingerprint(hashes.SHA256()).hex())
         if row is None:
-            fail(f"{path} was not issued by this csscert (no record of it): issue it with 'csscert cert issue'")
+            fail(
+                f"{path} was not issued by this csscert (no record of it): issue it with 'csscert cert issue'"
+            )
         if row["status"] != "valid":
             fail(
                 f"{path} is {row['status']} ({row['not_after']}): renew it with "
@@ -147,6 +152,10 @@ def opensearch_config(ctx: click.Context, certs_dir: Path | None, out_dir: Path,
         return
     out = console()
     for item in written:
-        out.print(f"wrote {escape(item['config'])} (+ {escape(item['name'])}.crt, .key, ca.crt)", soft_wrap=True)
+        out.print(
+            f"wrote {escape(item['config'])} (+ {escape(item['name'])}.crt, .key, ca.crt)", soft_wrap=True
+        )
     out.print(f"nodes_dn: {escape('; '.join(nodes_dn))}", soft_wrap=True)
-    out.print(f"admin_dn: {escape('; '.join(admins)) or '(none: issue one with --profile admin)'}", soft_wrap=True)
+    out.print(
+        f"admin_dn: {escape('; '.join(admins)) or '(none: issue one with --profile admin)'}", soft_wrap=True
+    )

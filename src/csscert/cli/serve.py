@@ -25,7 +25,7 @@ from csscert.cli.common import open_service, settings_for
 from csscert.cli.output import fail
 
 if TYPE_CHECKING:
-    from csscert.service import FirstStart, Service
+    from csscert.service import Service
     from csscert.settings import Settings
 
 
@@ -86,8 +86,8 @@ def _tls_files(service: Service) -> tuple[Path, Path] | None:
 def _ephemeral_details(service: Service, base: str) -> dict[str, Any]:
     """Everything a test needs to talk to this server, from the bootstrap file; also writes the
     CA file clients verify downloads (and, with --tls, csscert itself) with."""
-    from csscert.service import BOOTSTRAP_FILE
     from csscert.files import write_replacing
+    from csscert.service import BOOTSTRAP_FILE
 
     settings = service.settings
     boot = json.loads((settings.data_dir / BOOTSTRAP_FILE).read_text())
@@ -116,7 +116,11 @@ def _ephemeral_details(service: Service, base: str) -> dict[str, Any]:
 
 def _announce_when_ready(settings: Settings, line: str, stop: threading.Event) -> None:
     """Print ``line`` on stdout once the server answers /healthz (a background thread)."""
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else ("::1" if settings.host == "::" else settings.host)  # noqa: S104
+    host = (
+        "127.0.0.1"
+        if settings.host in ("0.0.0.0", "")  # noqa: S104 - where a wildcard listener is reached
+        else ("::1" if settings.host == "::" else settings.host)
+    )
     context = ssl._create_unverified_context() if settings.serves_tls else None  # noqa: S323 - readiness probe only
     while not stop.is_set():
         try:
@@ -144,8 +148,15 @@ def _announce_when_ready(settings: Settings, line: str, stop: threading.Event) -
 @click.option("--workers", type=int, default=None, help="Worker processes (default 1).")
 @click.option("--public-url", default=None, help="Base URL clients use, for the Keystone catalog.")
 @click.option("--tls", is_flag=True, default=None, help="HTTPS with a certificate from csscert's own CA.")
-@click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False), default=None, help="HTTPS certificate (PEM chain).")
-@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Its private key (PEM).")
+@click.option(
+    "--tls-cert",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="HTTPS certificate (PEM chain).",
+)
+@click.option(
+    "--tls-key", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Its private key (PEM)."
+)
 @click.option(
     "--ephemeral",
     is_flag=True,
@@ -166,8 +177,13 @@ def serve(
     """Run the API server (creates the database, CA and first credentials on first start)."""
     temporary: str | None = None
     overrides: dict[str, Any] = {
-        "host": host, "port": port, "workers": workers, "public_url": public_url,
-        "tls": tls, "tls_cert": tls_cert, "tls_key": tls_key,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "public_url": public_url,
+        "tls": tls,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
     }
     if ephemeral:
         if ctx.find_root().obj.get("data_dir") is not None:

@@ -158,9 +158,7 @@ class SqlStore:
             projects=tuple(_project(r) for r in conn.execute(select(t.projects))),
             users=self._users(conn),
             access_keys=tuple(_access_key(r) for r in conn.execute(select(t.access_keys))),
-            authorities=tuple(
-                _ca(r) for r in conn.execute(select(t.certificate_authorities))
-            ),
+            authorities=tuple(_ca(r) for r in conn.execute(select(t.certificate_authorities))),
             fernet_keys=tuple(_fernet(r) for r in conn.execute(select(t.fernet_keys))),
             revocations=tuple(
                 Revocation(r.audit_id, _utc(r.expires_at))
