@@ -17,6 +17,7 @@ __all__ = [
     "REGION_SCOPE",
     "AuthorityError",
     "build_subject",
+    "common_name",
     "java_dn",
     "parse_subject",
     "scope_of",

@@ -13,7 +13,7 @@ from typing import Literal
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
-__all__ = ["PROFILES", "Profile", "ProfileRule", "usage_name"]
+__all__ = ["PROFILES", "Profile", "ProfileRule", "extended_key_usage", "usage_name"]
 
 Profile = Literal["node", "client", "admin"]
 
