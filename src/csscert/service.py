@@ -180,8 +180,10 @@ class Service:
 
     def __init__(self, settings: Settings, *, create: bool = False) -> None:
         self.settings = settings
-        prepare_data_dir(settings, create=create)
         master = settings.master_key.get_secret_value() if settings.master_key else None
+        if master:
+            load_master_key(master, settings.data_dir, create=False)  # a malformed key says so first
+        prepare_data_dir(settings, create=create)
         self.sealer = Sealer(load_master_key(master, settings.data_dir, create=create))
         if not create and settings.uses_embedded_database and not (settings.data_dir / "csscert.db").exists():
             raise NotInitialized(no_data_message(settings))  # SQLite would create an empty one
@@ -199,15 +201,18 @@ class Service:
 
     # -- start-up -----------------------------------------------------------------------
 
-    def initialize(self, *, create: bool = True, bootstrap: bool = False) -> FirstStart | None:
+    def initialize(
+        self, *, create: bool = True, bootstrap: bool = False, schema_only: bool = False
+    ) -> FirstStart | None:
         """Migrate, then (with ``create``: ``serve``, ``init``) create whatever a working
         deployment needs and does not have yet: the domain, token keys, the first CA(s).
 
         With ``bootstrap``, data that was never served gets the region's project, a first user
         and access key; the answer says what was made. Without ``create``, a database nobody
-        initialised is refused instead of silently set up (it would get a CA of its own).
+        initialised is refused instead of silently set up (it would get a CA of its own), except
+        with ``schema_only`` (``db upgrade``: an explicit request to build the schema there).
         """
-        if not create and self.store.schema_revision() is None:
+        if not create and not schema_only and self.store.schema_revision() is None:
             raise NotInitialized(no_data_message(self.settings))
         migrate(self.store)
         self._check_master_key()

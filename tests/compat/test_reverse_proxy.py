@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -70,7 +71,9 @@ def test_the_readme_nginx_example_keeps_aksk_valid(
         deadline = time.monotonic() + 10
         while True:
             try:
-                httpx.get(f"{public}/healthz", verify=str(certs / "ca.crt"))
+                httpx.get(
+                    f"{public}/healthz", verify=ssl.create_default_context(cafile=str(certs / "ca.crt"))
+                )
                 break
             except httpx.ConnectError:
                 assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
@@ -90,7 +93,7 @@ def test_the_readme_nginx_example_keeps_aksk_valid(
         assert pem == (certs / "ca.crt").read_bytes()
         login = httpx.post(
             f"{public}/v3/auth/tokens",
-            verify=str(certs / "ca.crt"),
+            verify=ssl.create_default_context(cafile=str(certs / "ca.crt")),
             json={
                 "auth": {
                     "identity": {

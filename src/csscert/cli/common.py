@@ -55,7 +55,7 @@ def settings_for(ctx: click.Context, **overrides: Any) -> Settings:
 
 
 def open_service(
-    settings: Settings, *, create: bool = False, bootstrap: bool = False
+    settings: Settings, *, create: bool = False, bootstrap: bool = False, schema_only: bool = False
 ) -> tuple[Service, FirstStart | None]:
     """The service on existing data; only ``create`` (``serve``, ``init``) may make a data
     directory, a database or a first CA. Every setup failure becomes one line."""
@@ -74,7 +74,7 @@ def open_service(
             raise
         fail(*shown)
     try:
-        first = service.initialize(create=create, bootstrap=bootstrap)
+        first = service.initialize(create=create, bootstrap=bootstrap, schema_only=schema_only)
     except BaseException as exc:
         service.close()
         shown = one_line(exc, settings) if isinstance(exc, Exception) else None
@@ -85,9 +85,9 @@ def open_service(
 
 
 @contextmanager
-def service_for(ctx: click.Context, **overrides: Any) -> Iterator[Service]:
+def service_for(ctx: click.Context, *, schema_only: bool = False, **overrides: Any) -> Iterator[Service]:
     settings = settings_for(ctx, **overrides)
-    service, _ = open_service(settings)
+    service, _ = open_service(settings, schema_only=schema_only)
     try:
         yield service
     except Exception as exc:
