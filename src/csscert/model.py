@@ -17,11 +17,13 @@ __all__ = [
     "AccessKey",
     "CAState",
     "CertificateAuthority",
+    "Change",
     "Domain",
     "FernetKey",
+    "ImportedAccessKey",
+    "ImportedUserRecord",
     "IssuedCertificate",
     "Project",
-    "Revocation",
     "User",
     "new_id",
 ]
@@ -65,6 +67,8 @@ class User:
     enabled: bool
     created_at: datetime
     project_ids: frozenset[str]
+    # Epoch milliseconds: tokens of this user issued before it are void (None: no such event).
+    tokens_valid_after_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +110,7 @@ class IssuedCertificate:
     created_at: datetime
     subject: str = ""  # RFC 4514
     profile: str = "node"  # node, client, admin
-    key_type: str = ""  # rsa2048, p256...; "" on records older than migration 0004
+    key_type: str = ""  # rsa2048, p256...; "" on records older than migration 0003
     status: str = "valid"  # valid, or superseded once a newer one of the same name was delivered
     origin: str = "cli"  # cli (key generated here), csr (signed request), serve (csscert's own TLS)
 
@@ -120,6 +124,31 @@ class FernetKey:
 
 
 @dataclass(frozen=True, slots=True)
-class Revocation:
-    audit_id: str
-    expires_at: datetime
+class Change:
+    """One entry of the store's change log: the write of store revision ``rev`` changed the
+    record ``key`` of ``kind`` (e.g. ``("user", <user id>)``); readers evict exactly that."""
+
+    rev: int
+    kind: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedAccessKey:
+    """An access key to create with an imported user; the secret is sealed by the caller."""
+
+    access: str
+    secret_sealed: str
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedUserRecord:
+    """One user of a bulk import, ready to store: ids resolved, password hashed, secrets sealed."""
+
+    id: str
+    name: str
+    domain_id: str
+    password_hash: str | None = None
+    project_ids: tuple[str, ...] = ()
+    access_keys: tuple[ImportedAccessKey, ...] = ()

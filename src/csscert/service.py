@@ -1,43 +1,44 @@
-"""The composition root: settings + master key + store + authority + identity, and the hot-path view.
+"""The composition root: settings + master key + store + authority + identity, and the read side.
 
-:meth:`Service.view` is what every request calls. It costs one read of the store's change
-signal (a memory-mapped word, no system call); only when another process (or this one)
-changed something is a new :class:`View` read from the database, once, and then shared by
-every request until the next change. A background poll of the database revision backs the
-signal up (for example when the database is shared between hosts that do not share the data
-directory).
+Requests read through :attr:`Service.directory` (identity) and :attr:`Service.trust` (CA
+bundles): bounded caches filled by point lookups, kept current by :attr:`Service.feed`, which
+applies the store's change log (docs/architecture.md, "The read model"). Before a request is
+answered, :meth:`Service.current` makes sure every change this worker heard of is applied; that
+costs a memory read of the change signal when nothing changed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import fcntl
 import json
 import logging
 import os
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
-from csscert.ca import Authority, TrustBundle, group_by_scope, has_trusted, scope_of
+from csscert.ca import Authority
+from csscert.ca.trust import TrustCache
 from csscert.errors import ConfigurationError, ResourceNotFound
+from csscert.feed import ChangeFeed
 from csscert.files import write_replacing
 from csscert.identity import Directory, Identity
-from csscert.model import CertificateAuthority, Project
+from csscert.model import Project
 from csscert.sealing import MASTER_KEY_FILE, MasterKeyError, Sealer, load_master_key
 from csscert.settings import Settings
-from csscert.store import Conflict, SqlStore, StoreSnapshot, migrate, open_store
+from csscert.store import Conflict, SqlStore, migrate, open_store
 
 __all__ = [
     "BOOTSTRAP_FILE",
     "FirstStart",
     "NotInitialized",
     "Service",
-    "View",
     "no_data_message",
     "prepare_data_dir",
 ]
@@ -146,35 +147,6 @@ def _init_lock(settings: Settings) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-class View:
-    """Identity and trust bundles of one store revision; read-only, shared by all requests.
-
-    Everything derived from store data hangs on the View it was derived from, and dies with it
-    (docs/architecture.md, "Cache lifetimes"): the directory's token verdicts, the trust bundles
-    and the API's representations of them (``representations``, filled by ``api/download.py``).
-    """
-
-    def __init__(self, snapshot: StoreSnapshot, sealer: Sealer, settings: Settings) -> None:
-        self.revision = snapshot.revision
-        self.directory = Directory(snapshot, sealer, settings)
-        self.truststore_default_password = settings.truststore_default_password.get_secret_value()
-        self.representations: dict[tuple[str, str, bytes], object] = {}
-        self._ca_scope = settings.ca_scope
-        self._warning_days = settings.ca_expiry_warning_days
-        self._by_scope: dict[str, list[CertificateAuthority]] = group_by_scope(snapshot.authorities)
-        self._bundles: dict[str, TrustBundle] = {}
-
-    def bundle(self, project_id: str) -> TrustBundle | None:
-        scope = scope_of(self._ca_scope, project_id)
-        bundle = self._bundles.get(scope)
-        if bundle is None:
-            authorities = self._by_scope.get(scope)
-            if not authorities or not has_trusted(authorities):
-                return None
-            bundle = self._bundles[scope] = TrustBundle(scope, authorities, self._warning_days)
-        return bundle
-
-
 class Service:
     """Owns the long-lived parts; one per process."""
 
@@ -188,16 +160,9 @@ class Service:
         if not create and settings.uses_embedded_database and not (settings.data_dir / "csscert.db").exists():
             raise NotInitialized(no_data_message(settings))  # SQLite would create an empty one
         self.store: SqlStore = open_store(settings, create=create)
-        self._signal = self.store.change_signal
         self.authority = Authority(self.store, self.sealer, settings)
         self.identity = Identity(self.store, self.sealer, settings)
-        self._view: View | None = None
-        self._hint: bytes | None = None
-        self._db_revision_seen = -1
-        self._stale = True
-        self._lock = threading.Lock()
-        self._watcher: threading.Thread | None = None
-        self._stop = threading.Event()
+        self.truststore_default_password = settings.truststore_default_password.get_secret_value()
 
     # -- start-up -----------------------------------------------------------------------
 
@@ -307,50 +272,42 @@ class Service:
         self.authority.ensure(self.authority.scope_for(project.id))
         return project
 
-    # -- hot path -----------------------------------------------------------------------
+    # -- the read side ------------------------------------------------------------------
+    #
+    # Built on first use, after the schema exists (a CLI command that only writes never builds it).
 
-    def view(self) -> View:
-        signal = self._signal
-        hint = signal.current() if signal is not None else None
-        view = self._view
-        if view is None or self._stale or hint != self._hint:
-            with self._lock:
-                view = self._view
-                if view is None or self._stale or hint != self._hint:
-                    self._stale = False
-                    try:
-                        view = View(self.store.snapshot(), self.sealer, self.settings)
-                    except BaseException:
-                        # Fail closed: never keep serving the old view (it may predate a
-                        # revocation); the next request tries again.
-                        self._stale = True
-                        raise
-                    self._view = view
-                    self._hint = hint
-                    self._db_revision_seen = view.revision
-        return view
+    @cached_property
+    def directory(self) -> Directory:
+        return Directory(self.store, self.sealer, self.settings)
 
-    def start_watching(self) -> None:
-        """Poll the database revision in the background (never on the request path)."""
-        if self._watcher is not None:
-            return
-        self._watcher = threading.Thread(target=self._watch, name="csscert-revision", daemon=True)
-        self._watcher.start()
+    @cached_property
+    def trust(self) -> TrustCache:
+        return TrustCache(self.store, self.settings)
 
-    def _watch(self) -> None:
-        while not self._stop.wait(self.settings.revision_poll_seconds):
-            try:
-                revision = self.store.revision()
-            except Exception:  # a database hiccup must not kill the watcher
-                log.exception("revision poll failed")
-                continue
-            if revision != self._db_revision_seen:
-                self._stale = True
-            if self._signal is not None and self._signal.refresh():
-                self._stale = True
+    @cached_property
+    def feed(self) -> ChangeFeed:
+        return ChangeFeed(
+            self.store,
+            self.directory,
+            self.trust,
+            self.store.change_signal,
+            self.settings.revision_poll_seconds,
+        )
+
+    async def current(self) -> None:
+        """Apply every change heard of before answering; a memory read when nothing changed.
+        Raises ``StoreUnavailable`` (503) when the worker is behind and cannot catch up."""
+        feed = self.feed
+        if feed.behind():
+            await feed.catch_up()
+
+    def start_watching(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Start the feed's background sources (revision poll; NOTIFY listener on PostgreSQL)."""
+        self.feed.start(loop)
 
     def close(self) -> None:
-        self._stop.set()
+        if "feed" in self.__dict__:
+            self.feed.stop()
         self.store.close()
 
     def now(self) -> float:

@@ -115,6 +115,21 @@ class Settings(BaseSettings):
     def serves_tls(self) -> bool:
         return self.tls or self.tls_cert is not None
 
+    # The database being away has defined behaviour (StoreUnavailable, a 503) instead of a hang.
+    db_connect_timeout_seconds: float = Field(
+        default=1.0, ge=0.1, le=300, description="PostgreSQL connect timeout (libpq waits at least 2 s)."
+    )
+    db_statement_timeout_seconds: float = Field(
+        default=1.0, ge=0, le=3600, description="PostgreSQL statement_timeout for reads; 0 turns it off."
+    )
+    db_read_deadline_seconds: float = Field(
+        default=1.0, ge=0.05, le=3600, description="Client-side bound on one read, even on a frozen server."
+    )
+    db_read_threads: int = Field(default=4, ge=1, le=64, description="Threads that run bounded reads.")
+    change_log_keep_seconds: int = Field(
+        default=86400, ge=60, le=366 * 86400, description="How long the change log keeps its rows."
+    )
+
     @field_validator("region")
     @classmethod
     def _region_is_a_name(cls, value: str) -> str:

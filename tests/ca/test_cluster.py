@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CsscertServer, free_port
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from support.server import CsscertServer, free_port
 
 NODES = ("node-1", "node-2", "node-3")
 JAVA_DN = """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from conftest import CsscertServer
+from support.server import CsscertServer
 
 
 def _download(server: CsscertServer, token: str, project_id: str) -> int:

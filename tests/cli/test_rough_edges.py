@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CsscertServer
+from support.server import CsscertServer
 
 COLON_FP = re.compile(r"(?:[0-9A-F]{2}:){31}[0-9A-F]{2}")
 

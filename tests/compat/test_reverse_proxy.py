@@ -14,10 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ServerFactory, free_port
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.http.http_config import HttpConfig
 from huaweicloudsdkcss.v1 import CssClient, DownloadCertRequest
+from support.server import ServerFactory, free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

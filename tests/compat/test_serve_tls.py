@@ -17,12 +17,12 @@ from pathlib import Path
 import httpx
 import openstack
 import pytest
-from conftest import free_port
 from cryptography import x509
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.http.http_config import HttpConfig
 from huaweicloudsdkcss.v1 import CssClient, DownloadCertRequest
 from otcextensions import sdk as otc_sdk
+from support.server import free_port
 
 from csscert.testing import CsscertEndpoint, start_server
 

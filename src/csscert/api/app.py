@@ -43,7 +43,7 @@ class App:
     # -- servers ------------------------------------------------------------------------
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.service.start_watching()
+        self.service.start_watching(loop)
         _settle_heap()
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -101,7 +101,7 @@ class App:
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
-                    self.service.start_watching()
+                    self.service.start_watching(asyncio.get_running_loop())
                     _settle_heap()
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":

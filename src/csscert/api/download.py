@@ -1,9 +1,9 @@
 """``GET|HEAD /v1.0/{project_id}/cer/download``: translate the request, ask the read model, answer bytes.
 
-Every representation's bytes, ETag and headers are built once per trust-bundle state and then
-served from memory; they hang on the :class:`~csscert.service.View` they were built from, so
-they die with it (docs/architecture.md, "Cache lifetimes"). A request costs the identity
-checks plus a dictionary lookup.
+Every representation's bytes, ETag and headers are built once per trust bundle and then served
+from memory; they hang on the :class:`~csscert.ca.TrustBundle` they were built from, so they die
+with it when the scope's CAs change (docs/architecture.md, "Cache lifetimes"). A request costs
+the identity checks plus a dictionary lookup.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ from csscert.api.request import Request
 from csscert.api.wire import Response
 from csscert.ca import TrustBundle
 from csscert.errors import InvalidRequest, ResourceNotFound
-from csscert.identity.authenticators import authenticate
-from csscert.model import PROJECT_ID_RE
-from csscert.service import Service, View
+from csscert.identity.authenticators import authenticate, known_token
+from csscert.model import PROJECT_ID_RE, Project
+from csscert.service import Service
 
 __all__ = ["PATH_PREFIX", "PATH_SUFFIX", "Representation", "download", "is_download_path"]
 
 PATH_PREFIX = "/v1.0/"
 PATH_SUFFIX = "/cer/download"
 _MIN_PATH = len(PATH_PREFIX) + len(PATH_SUFFIX)
-_REPRESENTATIONS_KEPT = 4096  # per view: (scope, format, truststore password hash)
+_REPRESENTATIONS_KEPT = 64  # per bundle: (format, truststore password hash)
 
 
 def is_download_path(path: str) -> bool:
@@ -94,15 +94,15 @@ def _build(bundle: TrustBundle, fmt: str, password: str) -> Representation:
 
 
 def representation(
-    view: View, bundle: TrustBundle, fmt: str, password: str | None, now: float
+    bundle: TrustBundle, fmt: str, password: str | None, default_password: str, now: float
 ) -> Representation:
-    """The representation of ``bundle`` in ``fmt``, built once per view (and password)."""
+    """The representation of ``bundle`` in ``fmt``, built once per bundle (and password)."""
     secret = b""
     if fmt in TRUSTSTORE_FORMATS:
-        password = password or view.truststore_default_password
+        password = password or default_password
         secret = hashlib.sha256(password.encode()).digest()  # no password stays in memory
-    key = (bundle.scope, fmt, secret)
-    entries = view.representations
+    key = (fmt, secret)
+    entries = bundle.representations
     rep = entries.get(key)
     if rep is None or rep.rebuild_at <= now:  # type: ignore[attr-defined]
         rep = _build(bundle, fmt, password or "")
@@ -119,18 +119,30 @@ async def download(service: Service, request: Request) -> Response:
     if not PROJECT_ID_RE.fullmatch(project_id):  # fullmatch: "$" would accept a trailing newline
         raise InvalidRequest("project_id must be 32 lower-case hexadecimal characters")
     headers = request.headers
-    view = service.view()
-    directory = view.directory
+    feed = service.feed
+    if feed.behind():
+        await feed.catch_up()
+    directory = service.directory
     now = service.now()
-    principal = authenticate(
-        directory, request.method, path, request.query_string, headers, request.body, now
-    )
-    directory.authorize_project(principal, project_id, headers.get("x-project-id"))
+    # The warm path never suspends: a remembered token verdict and a cached project answer
+    # without creating a coroutine; anything else takes the general (possibly loading) path.
+    token = headers.get("x-auth-token")
+    principal = known_token(directory, token, now) if token else None
+    if principal is None:
+        principal = await authenticate(
+            directory, request.method, path, request.query_string, headers, request.body, now
+        )
+    project = directory.projects.get(project_id)
+    if isinstance(project, Project):
+        directory.authorize(principal, project_id, project, headers.get("x-project-id"))
+    else:
+        await directory.authorize_project(principal, project_id, headers.get("x-project-id"))
     fmt, password = choose_format(request.query_string, headers.get("accept"))
-    bundle = view.bundle(project_id)
+    trust = service.trust
+    bundle = trust.cached(project_id) or await trust.bundle(project_id)
     if bundle is None:
         raise ResourceNotFound("the project has no certificate authority yet")
-    rep = representation(view, bundle, fmt, password, now)
+    rep = representation(bundle, fmt, password, service.truststore_default_password, now)
     rid = request.request_id
     if not_modified(rep.etag, rep.last_modified, headers):
         return 304, [*rep.not_modified_headers, ("x-request-id", rid)], b""

@@ -94,11 +94,13 @@ def _catalog(service: Service, project: Project, base_url: str) -> list[dict[str
     ]
 
 
-def _token_body(
+async def _token_body(
     service: Service, directory: Directory, claims: TokenClaims, base_url: str, with_catalog: bool
 ) -> dict[str, Any]:
-    user = directory.users[claims.user_id]
-    domain = directory.domains[user.domain_id]
+    user = await directory.user(claims.user_id)
+    domain = await directory.domain(claims.domain_id)
+    if user is None or domain is None:  # deleted while the request ran
+        raise AuthenticationFailed("The request you have made requires authentication.")
     token: dict[str, Any] = {
         "methods": list(claims.methods),
         "user": {
@@ -111,8 +113,8 @@ def _token_body(
         "issued_at": _iso(claims.issued_at),
         "expires_at": _iso(claims.expires_at),
     }
-    if claims.project_id is not None and claims.project_id in directory.projects:
-        project = directory.projects[claims.project_id]
+    project = await directory.project(claims.project_id) if claims.project_id is not None else None
+    if project is not None:
         token["project"] = {
             "id": project.id,
             "name": project.name,
@@ -135,9 +137,9 @@ def _get(obj: Any, *path: str) -> Any:
     return obj
 
 
-def _domain_ref(directory: Directory, ref: Any) -> Domain:
+async def _domain_ref(directory: Directory, ref: Any) -> Domain:
     domain_id = _opt_str(_get(ref, "id"), "domain id")
-    return directory.find_domain(domain_id, _opt_str(_get(ref, "name"), "domain name"))
+    return await directory.find_domain(domain_id, _opt_str(_get(ref, "name"), "domain name"))
 
 
 def _opt_str(value: Any, what: str) -> str | None:
@@ -175,16 +177,16 @@ async def _login(directory: Directory, body: bytes, now: float) -> IssuedToken:
             if user_name is None:
                 raise InvalidRequest("give the user's id, or its name and domain")
             try:
-                domain = _domain_ref(directory, spec.get("domain"))
+                domain = await _domain_ref(directory, spec.get("domain"))
             except AuthenticationFailed:
                 domain = None  # still pay the password check below: no cheap "no such domain"
         # argon2 is slow by design: verify off the event loop so other requests keep flowing.
-        user = await asyncio.to_thread(password_login, directory, user_id, user_name, domain, password)
+        user = await password_login(directory, user_id, user_name, domain, password)
     elif "token" in methods:
         token = _get(identity, "token", "id")
         if not isinstance(token, str):
             raise InvalidRequest("auth.identity.token.id must be a token")
-        principal = authenticate_token(directory, token, now)
+        principal = await authenticate_token(directory, token, now)
         user = principal.user
         # As in Keystone, a token got with a token never outlives the one it came from.
         expires_at = principal.claims.expires_at if principal.claims is not None else None
@@ -202,9 +204,9 @@ async def _login(directory: Directory, body: bytes, now: float) -> IssuedToken:
         try:
             if project_name is not None and project_id is None:
                 domain_ref = _get(scope, "project", "domain")
-                if domain_ref is not None and _domain_ref(directory, domain_ref).id != user.domain_id:
+                if domain_ref is not None and (await _domain_ref(directory, domain_ref)).id != user.domain_id:
                     raise AccessDenied("the project is not in the user's domain")
-            project = directory.scope_project(user, project_id, project_name)
+            project = await directory.scope_project(user, project_id, project_name)
         except (AccessDenied, AuthenticationFailed) as exc:
             # Keystone answers 401 when the requested scope is not the user's (or does not exist).
             message = f"{_UNAUTHORIZED} The user has no access to the requested project."
@@ -233,23 +235,24 @@ async def version(service: Service, request: Request) -> Response:
 async def tokens(service: Service, request: Request) -> Response:
     """``POST|GET|HEAD|DELETE /v3/auth/tokens``: log in, validate, revoke."""
     rid = request.request_id
-    directory = service.view().directory
+    await service.current()
+    directory = service.directory
     now = service.now()
     base = base_url(service, request)
     with_catalog = "nocatalog" not in dict(parse_qsl(request.query_string, keep_blank_values=True))
     if request.method == "POST":
         issued = await _login(directory, request.body, now)
-        body = _token_body(service, directory, issued.claims, base, with_catalog)
+        body = await _token_body(service, directory, issued.claims, base, with_catalog)
         return json_response(201, body, rid, [("x-subject-token", issued.token)])
     caller_token = request.headers.get("x-auth-token")
     if not caller_token:
         raise AuthenticationFailed(_UNAUTHORIZED + " X-Auth-Token is missing.")
-    caller = authenticate_token(directory, caller_token, now)
+    caller = await authenticate_token(directory, caller_token, now)
     subject = request.headers.get("x-subject-token")
     if not subject:
         raise InvalidRequest("X-Subject-Token is required")
     try:
-        subject_principal = authenticate_token(directory, subject, now)
+        subject_principal = await authenticate_token(directory, subject, now)
     except AuthenticationFailed:
         return keystone_error(404, "Could not find token: the token is invalid, expired or revoked.", rid)
     claims = subject_principal.claims
@@ -260,15 +263,16 @@ async def tokens(service: Service, request: Request) -> Response:
             "You are not authorized to perform the requested action: the token belongs to another user."
         )
     if request.method == "DELETE":
-        await asyncio.to_thread(service.identity.revoke_token, subject, directory)
+        await asyncio.to_thread(service.identity.revoke_claims, claims)
         return 204, [("x-request-id", rid)], b""
-    body = _token_body(service, directory, claims, base, with_catalog)
+    body = await _token_body(service, directory, claims, base, with_catalog)
     return json_response(200, body, rid, [("x-subject-token", subject)])
 
 
-def _caller(service: Service, request: Request) -> tuple[Directory, Principal]:
-    directory = service.view().directory
-    principal = authenticate(
+async def _caller(service: Service, request: Request) -> tuple[Directory, Principal]:
+    await service.current()
+    directory = service.directory
+    principal = await authenticate(
         directory,
         request.method,
         request.path,
@@ -282,28 +286,28 @@ def _caller(service: Service, request: Request) -> tuple[Directory, Principal]:
 
 async def projects(service: Service, request: Request) -> Response:
     """``GET /v3/projects``: the caller's projects, filtered (a project-scoped token sees its own)."""
-    directory, principal = _caller(service, request)
-    return _projects(service, directory, principal, request, listing=True)
+    directory, principal = await _caller(service, request)
+    return await _projects(service, directory, principal, request, listing=True)
 
 
 async def auth_projects(service: Service, request: Request) -> Response:
     """``GET /v3/auth/projects``: every project the user may scope to, as Keystone answers it."""
-    directory, principal = _caller(service, request)
-    return _projects(service, directory, principal, request, listing=False)
+    directory, principal = await _caller(service, request)
+    return await _projects(service, directory, principal, request, listing=False)
 
 
 async def auth_domains(service: Service, request: Request) -> Response:
     """``GET /v3/auth/domains``: the caller's domain."""
-    _, principal = _caller(service, request)
+    _, principal = await _caller(service, request)
     domain = principal.domain
     body = {"domains": [{"id": domain.id, "name": domain.name, "enabled": domain.enabled}]}
     return json_response(200, body, request.request_id)
 
 
-def _projects(
+async def _projects(
     service: Service, directory: Directory, principal: Principal, request: Request, *, listing: bool
 ) -> Response:
-    found = directory.projects_of(principal.user)
+    found = await directory.projects_of(principal.user)
     if listing and principal.project_id is not None:
         found = [p for p in found if p.id == principal.project_id]
     if listing:

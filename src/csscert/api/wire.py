@@ -22,8 +22,10 @@ __all__ = [
     "Headers",
     "Response",
     "css_error",
+    "css_error_of",
     "json_response",
     "keystone_error",
+    "keystone_error_of",
     "new_request_id",
 ]
 

@@ -118,10 +118,11 @@ class Authority:
     def scope_for(self, project_id: str) -> str:
         return scope_of(self._settings.ca_scope, project_id)
 
-    def scopes(self) -> list[str]:
+    def scopes_without_ca(self) -> list[str]:
+        """Scopes that should have a CA and have none (one query, whatever the number of projects)."""
         if self._settings.ca_scope == "region":
-            return [REGION_SCOPE]
-        return [project.id for project in self._store.projects()]
+            return [] if self._store.authorities(REGION_SCOPE) else [REGION_SCOPE]
+        return self._store.projects_without_ca()
 
     def ensure(self, scope: str) -> bool:
         """Create the scope's first CA if it has none. True when one was created."""
@@ -131,7 +132,7 @@ class Authority:
         return self._store.add_authority(ca, only_if_scope_empty=True)
 
     def ensure_all(self) -> list[str]:
-        return [scope for scope in self.scopes() if self.ensure(scope)]
+        return [scope for scope in self.scopes_without_ca() if self.ensure(scope)]
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -18,8 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+from csscert.ca.names import AuthorityError
 from csscert.ca.pkcs12 import java_truststore
-from csscert.errors import CsscertError
 from csscert.model import CAState, CertificateAuthority
 
 __all__ = ["TrustBundle", "group_by_scope", "has_trusted", "trusted_first"]
@@ -41,7 +41,7 @@ class TrustBundle:
     def __init__(self, scope: str, authorities: Sequence[CertificateAuthority], warning_days: int) -> None:
         trusted = trusted_first(authorities)
         if not trusted:
-            raise CsscertError(f"scope {scope} has no trusted CA")
+            raise AuthorityError(f"scope {scope} has no trusted CA")
         self.scope = scope
         self.authorities = tuple(trusted)
         self.certificates = tuple(x509.load_pem_x509_certificate(ca.cert_pem) for ca in self.authorities)
@@ -61,6 +61,9 @@ class TrustBundle:
             f" ({soonest.fingerprint_sha256[:16]}) expires at {soonest.not_after.isoformat()}"
         )
         self._truststores: dict[bytes, bytes] = {}
+        #: What the API derives from this bundle (bytes, ETag, headers per format): it hangs here so
+        #: that it dies with the bundle (docs/architecture.md, "Cache lifetimes").
+        self.representations: dict[tuple[str, bytes], object] = {}
 
     def expiry_warning(self, now: float | None = None) -> str | None:
         """A warning for people when a trusted CA is within the warning window of notAfter."""

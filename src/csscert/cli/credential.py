@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from csscert.cli.common import service_for
-from csscert.cli.output import console, emit_json, err_console, json_option
+from csscert.cli.output import console, emit_json, err_console, json_option, show_rows
 
 
 @click.group()
@@ -34,14 +34,24 @@ def credential_create(ctx: click.Context, user_ref: str, description: str, as_js
 
 
 @credential.command("list")
-@click.option("--user", "user_ref", default=None)
+@click.option("--user", "user_ref", default=None, help="Only this user's keys.")
+@click.option("--after", default=None, help="Start after this access key (paging).")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True)
 @json_option
 @click.pass_context
-def credential_list(ctx: click.Context, user_ref: str | None, as_json: bool) -> None:
-    """List access keys (never their secrets)."""
+def credential_list(
+    ctx: click.Context, user_ref: str | None, after: str | None, limit: int, as_json: bool
+) -> None:
+    """List access keys (never their secrets), a page at a time."""
     with service_for(ctx) as service:
-        keys = service.identity.credentials(user_ref)
-        names = {u.id: u.name for u in service.identity.users()}
+        if user_ref is not None:
+            keys = service.identity.credentials(user_ref)
+        else:
+            keys = service.store.access_keys_page(after, limit + 1)
+        more = len(keys) > limit
+        keys = keys[:limit]
+        owners = {uid: service.store.user(uid) for uid in {k.user_id for k in keys}}
+        names = {uid: user.name for uid, user in owners.items() if user is not None}
     rows: list[dict[str, Any]] = [
         {
             "access": k.access,
@@ -52,15 +62,11 @@ def credential_list(ctx: click.Context, user_ref: str | None, as_json: bool) -> 
         }
         for k in keys
     ]
-    if as_json:
-        emit_json(rows)
-        return
-    from rich.table import Table
-
-    table = Table("access key", "user", "enabled", "description", "created")
-    for r in rows:
-        table.add_row(r["access"], r["user"], str(r["enabled"]), r["description"], r["created_at"])
-    console().print(table)
+    columns = [("access", "access key"), ("user", "user"), ("enabled", "enabled"),
+               ("description", "description"), ("created_at", "created")]  # fmt: skip
+    show_rows(rows, columns, as_json)
+    if more:
+        err_console().print(f"more keys follow: --after {rows[-1]['access']}", soft_wrap=True)
 
 
 def _credential_switch(enabled: bool) -> Callable[..., None]:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from csscert.cli.common import service_for
-from csscert.cli.output import console, emit_json, json_option
+from csscert.cli.output import console, emit_json, err_console, escape, fail, json_option, show_rows
 
 
 @click.group()
@@ -37,12 +39,15 @@ def user_create(
 
 
 @user.command("list")
+@click.option("--after", default=None, help="Start after this user name (paging).")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True)
 @json_option
 @click.pass_context
-def user_list(ctx: click.Context, as_json: bool) -> None:
-    """List users."""
+def user_list(ctx: click.Context, after: str | None, limit: int, as_json: bool) -> None:
+    """List users in name order, a page at a time (never the whole directory at once)."""
     with service_for(ctx) as service:
-        users = service.identity.users()
+        users = service.identity.users_page(after, limit + 1)
+    more = len(users) > limit
     rows: list[dict[str, Any]] = [
         {
             "id": u.id,
@@ -51,17 +56,13 @@ def user_list(ctx: click.Context, as_json: bool) -> None:
             "projects": sorted(u.project_ids),
             "password": u.password_hash is not None,
         }
-        for u in users
+        for u in users[:limit]
     ]
-    if as_json:
-        emit_json(rows)
-        return
-    from rich.table import Table
-
-    table = Table("id", "name", "enabled", "password", "projects")
-    for r in rows:
-        table.add_row(r["id"], r["name"], str(r["enabled"]), str(r["password"]), ", ".join(r["projects"]))
-    console().print(table)
+    columns = [("id", "id"), ("name", "name"), ("enabled", "enabled"), ("password", "password"),
+               ("projects", "projects")]  # fmt: skip
+    show_rows(rows, columns, as_json)
+    if more:
+        err_console().print(f"more users follow: --after {escape(rows[-1]['name'])}", soft_wrap=True)
 
 
 def _user_switch(enabled: bool) -> Callable[..., None]:
@@ -128,3 +129,60 @@ def user_set_password(ctx: click.Context, name: str) -> None:
     with service_for(ctx) as service:
         service.identity.set_password(name, password)
     console().print(f"password of {name} set")
+
+
+@user.command("import")
+@click.argument("source", type=click.Path(path_type=Path, allow_dash=True))
+@click.option(
+    "--credentials-out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Create one AK/SK per user and write them to this new file (0600, JSON Lines).",
+)
+@json_option
+@click.pass_context
+def user_import(ctx: click.Context, source: Path, credentials_out: Path | None, as_json: bool) -> None:
+    """Import users from JSON Lines ({"name", "projects": [names or ids], "password"}), all or nothing."""
+    from csscert.bulk import UserLinesError, parse_user_lines
+    from csscert.files import write_new
+    from csscert.identity.writer import NewCredential
+
+    try:
+        if str(source) == "-":
+            users = parse_user_lines(sys.stdin)
+        else:
+            with source.open(encoding="utf-8", errors="strict") as handle:
+                users = parse_user_lines(handle)
+    except UserLinesError as exc:
+        fail(f"{source}: {exc}; nothing was imported")
+    except UnicodeDecodeError as exc:
+        fail(f"{source} is not UTF-8 text ({exc.reason} at byte {exc.start}); nothing was imported")
+    if credentials_out is not None and (credentials_out.exists() or credentials_out.is_symlink()):
+        fail(f"{credentials_out} exists; the credentials file must be new (secrets are written once)")
+    delivered: list[Path] = []
+
+    def deliver(credentials: list[NewCredential]) -> None:
+        if credentials_out is None:
+            return
+        lines = (
+            json.dumps({"name": c.name, "access_key": c.access_key, "secret_key": c.secret_key}) + "\n"
+            for c in credentials
+        )
+        write_new(credentials_out, "".join(lines).encode(), 0o600)
+        delivered.append(credentials_out)
+
+    with service_for(ctx) as service:
+        try:
+            count = service.identity.import_users(
+                users, with_keys=credentials_out is not None, deliver=deliver
+            )
+        except BaseException:
+            for path in delivered:  # the import failed: its secrets open nothing, drop them
+                path.unlink(missing_ok=True)
+            raise
+    if as_json:
+        emit_json({"imported": count, "credentials_file": str(credentials_out) if credentials_out else None})
+    else:
+        console().print(f"imported {count} user(s)")
+        if credentials_out is not None:
+            console().print(f"credentials in {escape(str(credentials_out))} (mode 0600; shown nowhere else)")

@@ -2,12 +2,14 @@
 
 Each function takes the read model (:class:`~csscert.identity.directory.Directory`) and the
 request's parts, and answers with the caller (:class:`Principal`) or raises
-:class:`AuthenticationFailed` with a message safe to show. The pure signature arithmetic is in
+:class:`AuthenticationFailed` with a message safe to show. They are coroutines because a cache
+miss is a query off the event loop; a hit never suspends. The pure signature arithmetic is in
 :mod:`csscert.signing`; deciding whose key it is and whether the date is fresh is done here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Mapping
 
@@ -18,13 +20,13 @@ from csscert.identity.directory import Directory, Principal
 from csscert.identity.tokens import IAM_PREFIX, TokenClaims
 from csscert.model import Domain, User
 
-__all__ = ["authenticate", "authenticate_signature", "authenticate_token", "password_login"]
+__all__ = ["authenticate", "authenticate_signature", "authenticate_token", "known_token", "password_login"]
 
 _BAD_SIGNATURE = IAM_PREFIX + "the access key is unknown or disabled, or the signature does not match"
 _UNAUTHORIZED = "The request you have made requires authentication."
 
 
-def authenticate(
+async def authenticate(
     directory: Directory,
     method: str,
     path: str,
@@ -36,21 +38,34 @@ def authenticate(
     """Check the request's credentials. ``headers`` has lower-case names; path is decoded."""
     token = headers.get("x-auth-token")
     if token:
-        return authenticate_token(directory, token, now)
+        return await authenticate_token(directory, token, now)
     authorization = headers.get("authorization")
     if authorization:
-        return authenticate_signature(
+        return await authenticate_signature(
             directory, authorization, method, path, query_string, headers, body, now
         )
     raise AuthenticationFailed(IAM_PREFIX + "the request carries neither X-Auth-Token nor an AK/SK signature")
 
 
-def authenticate_token(directory: Directory, token: str, now: float) -> Principal:
+def known_token(directory: Directory, token: str, now: float) -> Principal | None:
+    """The caller of a token whose verdict is remembered, without suspending (the hot path); None
+    when it must be checked (:func:`authenticate_token`). Raises for a remembered refusal."""
+    verdict = directory.verdict(token)
+    if verdict is None:
+        return None
+    if isinstance(verdict, str):
+        raise AuthenticationFailed(verdict)
+    if now >= verdict.claims.expires_at:  # type: ignore[union-attr]
+        raise AuthenticationFailed(IAM_PREFIX + "the token has expired")
+    return verdict
+
+
+async def authenticate_token(directory: Directory, token: str, now: float) -> Principal:
     """A token's caller. The verdict is computed once per token and read model; only expiry
     depends on the clock and is checked on every request (the 401 path must not be the slow one)."""
     verdict = directory.verdict(token)
     if verdict is None:
-        verdict = _verify_token(directory, token, now)
+        verdict = await _verify_token(directory, token, now)
     elif isinstance(verdict, str):
         raise AuthenticationFailed(verdict)
     assert verdict.claims is not None
@@ -59,7 +74,8 @@ def authenticate_token(directory: Directory, token: str, now: float) -> Principa
     return verdict
 
 
-def _verify_token(directory: Directory, token: str, now: float) -> Principal:
+async def _verify_token(directory: Directory, token: str, now: float) -> Principal:
+    generation = directory.generation
     try:
         claims = directory.codec.parse(token)
     except AuthenticationFailed as exc:
@@ -68,27 +84,34 @@ def _verify_token(directory: Directory, token: str, now: float) -> Principal:
     if now >= claims.expires_at:  # time-bound, so not remembered
         raise AuthenticationFailed(IAM_PREFIX + "the token has expired")
     try:
-        principal = _token_principal(directory, claims)
+        principal = await _token_principal(directory, claims)
     except AuthenticationFailed as exc:
         directory.remember_refusal(token, exc)
         raise
-    directory.remember_accepted(token, principal)
+    directory.remember_accepted(token, principal, generation)
     return principal
 
 
-def _token_principal(directory: Directory, claims: TokenClaims) -> Principal:
-    if directory.is_revoked(claims):
+def _void_for_user(claims: TokenClaims, user: User) -> bool:
+    """Issued before the user's "tokens valid after" (password change, disable: Keystone's
+    revocation event for a user)."""
+    cutoff = user.tokens_valid_after_ms
+    return cutoff is not None and claims.issued_at * 1000 < cutoff
+
+
+async def _token_principal(directory: Directory, claims: TokenClaims) -> Principal:
+    user = await directory.user(claims.user_id)
+    if (user is not None and _void_for_user(claims, user)) or await directory.is_revoked(claims):
         raise AuthenticationFailed(IAM_PREFIX + "the token has been revoked")
-    user = directory.users.get(claims.user_id)
     if user is None or not user.enabled or user.domain_id != claims.domain_id:
         raise AuthenticationFailed(IAM_PREFIX + "the token's user is disabled or deleted")
-    domain = directory.domains[user.domain_id]
-    if not domain.enabled:
+    domain = await directory.domain(user.domain_id)
+    if domain is None or not domain.enabled:
         raise AuthenticationFailed(IAM_PREFIX + "the token's domain is disabled")
     return Principal(user, domain, "token", claims.project_id, claims)
 
 
-def authenticate_signature(
+async def authenticate_signature(
     directory: Directory,
     authorization: str,
     method: str,
@@ -134,7 +157,7 @@ def authenticate_signature(
         and declared != hashlib.sha256(body).hexdigest()
     ):
         raise AuthenticationFailed(IAM_PREFIX + "X-Sdk-Content-Sha256 does not match the request body")
-    entry = directory.access_key(parsed.access)
+    entry = await directory.access_key(parsed.access)
     secret = entry[1] if entry is not None else DUMMY_SECRET  # same work either way
     expected = signing.request_signature(
         secret,
@@ -150,27 +173,28 @@ def authenticate_signature(
     matches = signing.signatures_equal(expected, parsed.signature)
     if entry is None or not matches or not entry[0].enabled:
         raise AuthenticationFailed(_BAD_SIGNATURE)
-    user = directory.users.get(entry[0].user_id)
+    user = await directory.user(entry[0].user_id)
     if user is None or not user.enabled:
         raise AuthenticationFailed(_BAD_SIGNATURE)
-    domain = directory.domains[user.domain_id]
-    if not domain.enabled:
+    domain = await directory.domain(user.domain_id)
+    if domain is None or not domain.enabled:
         raise AuthenticationFailed(_BAD_SIGNATURE)
-    return Principal(user, domain, "aksk", None)
+    return Principal(user, domain, "aksk", None, access_key=parsed.access)
 
 
-def password_login(
+async def password_login(
     directory: Directory, user_id: str | None, user_name: str | None, domain: Domain | None, password: str
 ) -> User:
-    """Verify a password. Slow on purpose (argon2): call it off the event loop."""
+    """Verify a password. argon2 is slow on purpose: it runs in a worker thread, never on the loop."""
     user: User | None = None
     if user_id:
-        user = directory.users.get(user_id)
+        user = await directory.user(user_id)
     elif user_name and domain is not None:
-        user = directory.users_by_name.get((domain.id, user_name))
+        user = await directory.user_by_name(domain.id, user_name)
     stored = user.password_hash if user is not None else None
-    if not password_matches(stored, password) or user is None:
+    if not await asyncio.to_thread(password_matches, stored, password) or user is None:
         raise AuthenticationFailed(_UNAUTHORIZED)
-    if not user.enabled or not directory.domains[user.domain_id].enabled:
+    user_domain = await directory.domain(user.domain_id)
+    if not user.enabled or user_domain is None or not user_domain.enabled:
         raise AuthenticationFailed(_UNAUTHORIZED)
     return user

@@ -30,12 +30,22 @@ _DUMMY_HASH = _password_hasher.hash(secrets.token_urlsafe(16))
 DUMMY_SECRET = secrets.token_bytes(40)  # signs for unknown access keys: same work either way
 
 
+def _random_text(alphabet: str, length: int) -> str:
+    """``length`` characters drawn uniformly from ``alphabet`` (rejection sampling over random
+    bytes: about 20x faster than ``secrets.choice`` per character, which a bulk import feels)."""
+    limit = 256 - 256 % len(alphabet)  # bytes at or above this would favour the first letters
+    out: list[str] = []
+    while len(out) < length:
+        out.extend(alphabet[b % len(alphabet)] for b in secrets.token_bytes(length * 2) if b < limit)
+    return "".join(out[:length])
+
+
 def generate_access_key() -> str:
-    return "".join(secrets.choice(_AK_ALPHABET) for _ in range(20))
+    return _random_text(_AK_ALPHABET, 20)
 
 
 def generate_secret_key() -> str:
-    return "".join(secrets.choice(_SK_ALPHABET) for _ in range(40))
+    return _random_text(_SK_ALPHABET, 40)
 
 
 def sk_context(access: str) -> str:

@@ -1,33 +1,43 @@
-"""The request-time read model of identity: who exists, what they may use, and which tokens are void.
+"""The request-time read model of identity: bounded caches filled by point lookups, evicted by the change log.
 
-A :class:`Directory` is built from one store snapshot and never touches the database; it also
-remembers each token's verdict (accepted caller or refusal) for as long as it lives, which is
-exactly one store revision. When the revision changes the service builds a new one, so a
-revocation takes effect on the next request. (See docs/architecture.md, "Cache lifetimes".)
+Nothing here loads the whole store. A request asks for exactly what it needs (the access key,
+the token's verdict, the user, the project); a hit is one dictionary lookup, a miss one indexed
+query run off the event loop (``SqlStore.read``: a worker thread with a deadline), and concurrent
+misses for the same key share that one query. Every write in any process records what it changed
+in the store's change log; :meth:`Directory.apply` evicts exactly those entries (the service's
+change feed calls it before the next request is answered). See docs/architecture.md.
+
+Token verdicts are the one derived cache: a token's accepted caller (or its refusal) is
+remembered until something it depends on changes. An accepted verdict holds the very ``User``
+object it was checked against, and is only used while that object is still the cached one, so a
+change to the user (disabled, password, grants, deleted) voids it; a revocation of one of its
+audit ids evicts it through an index; a domain or token-key change voids them all.
 """
 
 from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
+from csscert.cache import MISSING, NEGATIVE, BoundedCache, Sentinel, SingleFlight, text_size
 from csscert.errors import AccessDenied, AuthenticationFailed, InvalidRequest, ResourceNotFound
 from csscert.identity.credentials import sk_context
 from csscert.identity.tokens import IssuedToken, TokenClaims, TokenCodec, fernet_context
-from csscert.model import AccessKey, Domain, Project, User
+from csscert.model import AccessKey, Change, Domain, FernetKey, Project, User
 from csscert.sealing import Sealer
 from csscert.settings import Settings
-from csscert.store import StoreSnapshot
+from csscert.store import SqlStore
 
-__all__ = ["USER_REVOCATION_PREFIX", "Directory", "Principal"]
+__all__ = ["CacheLimits", "Directory", "Principal", "mint_token", "token_codec"]
 
-USER_REVOCATION_PREFIX = "user:"  # rows "user:<user id>@<epoch ms>": tokens issued before are void
-_VERDICTS_KEPT = 50_000
-_REFUSALS_KEPT = 4096
-_REFUSAL_MAX_TOKEN = 1024
 _UNAUTHORIZED = "The request you have made requires authentication."
+_MAX_KEY = 256  # longer lookup keys (names, access keys) are answered but never cached
+_REFUSAL_MAX_TOKEN = 1024  # longer refused tokens are not remembered
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,74 +49,293 @@ class Principal:
     method: str  # "token" or "aksk"
     project_id: str | None  # the token's project scope; None for AK/SK (any granted project)
     claims: TokenClaims | None = None
+    access_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheLimits:
+    """Bounds of every cache of one worker, in entries and bytes (negative entries included)."""
+
+    users: int = 100_000
+    access_keys: int = 100_000
+    projects: int = 20_000
+    domains: int = 1_000
+    verdicts: int = 50_000
+    refusals: int = 4_096
+    max_bytes: int = 32 * 1024 * 1024  # per cache
+
+
+def token_codec(keys: Sequence[FernetKey], sealer: Sealer) -> TokenCodec:
+    """The codec of the current token keys: the primary key mints, all of them validate."""
+    primary_first = sorted(keys, key=lambda k: (not k.primary, -k.created_at.timestamp()))
+    return TokenCodec([sealer.open(k.key_sealed, fernet_context(k.id)) for k in primary_first])
+
+
+def _user_size(user: User) -> int:
+    return text_size(user.id, user.name, user.domain_id, user.password_hash) + 80 * len(user.project_ids)
 
 
 class Directory:
-    """Read-only identity state of one store revision, with the lookups authentication needs."""
+    """Identity as one worker sees it: caches, the token codec, and the lookups requests need."""
 
-    def __init__(self, snapshot: StoreSnapshot, sealer: Sealer, settings: Settings) -> None:
-        self.revision = snapshot.revision
+    def __init__(
+        self, store: SqlStore, sealer: Sealer, settings: Settings, limits: CacheLimits | None = None
+    ) -> None:
+        limits = limits or CacheLimits()
         self.settings = settings
-        self.domains = {d.id: d for d in snapshot.domains}
-        self.domains_by_name = {d.name: d for d in snapshot.domains}
-        self.projects = {p.id: p for p in snapshot.projects}
-        self.projects_by_name = {p.name: p for p in snapshot.projects}
-        self.users = {u.id: u for u in snapshot.users}
-        self.users_by_name = {(u.domain_id, u.name): u for u in snapshot.users}
-        self._secrets: dict[str, tuple[AccessKey, bytes]] = {
-            key.access: (key, sealer.open(key.secret_sealed, sk_context(key.access)))
-            for key in snapshot.access_keys
-        }
-        self._revoked = frozenset(r.audit_id for r in snapshot.revocations)
-        self._user_revoked_before: dict[str, float] = {}
-        for revocation in snapshot.revocations:
-            if revocation.audit_id.startswith(USER_REVOCATION_PREFIX):
-                user_id, _, millis = revocation.audit_id[len(USER_REVOCATION_PREFIX) :].partition("@")
-                if millis.isdigit():
-                    before = max(int(millis) / 1000, self._user_revoked_before.get(user_id, 0.0))
-                    self._user_revoked_before[user_id] = before
-        primary_first = sorted(snapshot.fernet_keys, key=lambda k: (not k.primary, -k.created_at.timestamp()))
-        self.codec = TokenCodec([sealer.open(k.key_sealed, fernet_context(k.id)) for k in primary_first])
-        self._verdicts: dict[str, Principal] = {}  # accepted tokens
-        self._refusals: dict[str, str] = {}  # refused tokens, with the reason
+        self._store = store
+        self._sealer = sealer
+        self.codec = token_codec(store.fernet_keys(), sealer)
+        b = limits.max_bytes
+        self.users: BoundedCache[str, User] = BoundedCache("users", limits.users, b)
+        self.user_ids: BoundedCache[tuple[str, str], str] = BoundedCache("user_names", limits.users, b)
+        self.access_keys: BoundedCache[str, tuple[AccessKey, bytes]] = BoundedCache(
+            "access_keys", limits.access_keys, b
+        )
+        self.projects: BoundedCache[str, Project] = BoundedCache("projects", limits.projects, b)
+        self.project_ids: BoundedCache[str, str] = BoundedCache("project_names", limits.projects, b)
+        self.domains: BoundedCache[str, Domain] = BoundedCache("domains", limits.domains, b)
+        self.domain_ids: BoundedCache[str, str] = BoundedCache("domain_names", limits.domains, b)
+        self.verdicts: BoundedCache[str, Principal] = BoundedCache("token_verdicts", limits.verdicts, b)
+        self.refusals: BoundedCache[str, str] = BoundedCache("token_refusals", limits.refusals, b)
+        self._by_audit: dict[str, str] = {}  # audit id -> token whose verdict names it
+        self._flight: SingleFlight[tuple[str, Any], Any] = SingleFlight()
+        self.generation = 0  # bumped by every applied change: loads begun before do not cache
 
-    # -- lookups ------------------------------------------------------------------------
+    def caches(self) -> list[BoundedCache[Any, Any]]:
+        return [
+            self.users, self.user_ids, self.access_keys, self.projects, self.project_ids,
+            self.domains, self.domain_ids, self.verdicts, self.refusals,
+        ]  # fmt: skip
 
-    def access_key(self, access: str) -> tuple[AccessKey, bytes] | None:
-        """The access key and its opened secret, or None."""
-        return self._secrets.get(access)
+    # -- loading ------------------------------------------------------------------------
 
-    def is_revoked(self, claims: TokenClaims) -> bool:
-        before = self._user_revoked_before.get(claims.user_id, 0.0)
-        return claims.audit_id in self._revoked or claims.issued_at < before
+    async def _load(
+        self,
+        cache: BoundedCache[Any, R],
+        key: Any,
+        fetch: Callable[[], R | None],
+        size: Callable[[R], int],
+    ) -> R | Sentinel:
+        """One query off the loop, shared by concurrent callers; cached unless a change was
+        applied meanwhile (the answer may then predate it) or the key is too long to keep."""
 
-    # -- token verdicts (one per token per revision) ------------------------------------
+        async def run() -> R | Sentinel:
+            generation = self.generation
+            value = await self._store.read(fetch)
+            entry: R | Sentinel = NEGATIVE if value is None else value
+            if generation == self.generation and (not isinstance(key, str) or len(key) <= _MAX_KEY):
+                cache.put(key, entry, 64 if value is None else size(value))
+            return entry
+
+        result: R | Sentinel = await self._flight.load((cache.name, key), run)
+        return result
+
+    async def user(self, user_id: str) -> User | None:
+        found = self.users.get(user_id)
+        if found is MISSING:
+            found = await self._load(self.users, user_id, lambda: self._store.user(user_id), _user_size)
+        return found if isinstance(found, User) else None
+
+    async def user_by_name(self, domain_id: str, name: str) -> User | None:
+        key = (domain_id, name)
+        user_id = self.user_ids.get(key)
+        if user_id is MISSING:
+            user = await self._load(
+                self.users,
+                ("name", domain_id, name),
+                lambda: self._store.user_by_name(domain_id, name),
+                _user_size,
+            )
+            if isinstance(user, User):
+                self.users.put(user.id, user, _user_size(user))
+                self.user_ids.put(key, user.id, text_size(domain_id, name, user.id))
+                return user
+            if len(name) <= _MAX_KEY:
+                self.user_ids.put(key, NEGATIVE, text_size(domain_id, name))
+            return None
+        if user_id is NEGATIVE:
+            return None
+        assert isinstance(user_id, str)
+        return await self.user(user_id)
+
+    async def domain(self, domain_id: str) -> Domain | None:
+        found = self.domains.get(domain_id)
+        if found is MISSING:
+            found = await self._load(
+                self.domains,
+                domain_id,
+                lambda: self._store.domain(domain_id),
+                lambda d: text_size(d.id, d.name),
+            )
+        return found if isinstance(found, Domain) else None
+
+    async def domain_by_name(self, name: str) -> Domain | None:
+        domain_id = self.domain_ids.get(name)
+        if domain_id is MISSING:
+            domain = await self._load(
+                self.domains, ("name", name), lambda: self._store.domain_by_name(name), lambda d: 64
+            )
+            if isinstance(domain, Domain):
+                self.domain_ids.put(name, domain.id, text_size(name, domain.id))
+                return domain
+            if len(name) <= _MAX_KEY:
+                self.domain_ids.put(name, NEGATIVE, text_size(name))
+            return None
+        return None if domain_id is NEGATIVE else await self.domain(str(domain_id))
+
+    def cached_project(self, project_id: str) -> Project | Sentinel:
+        return self.projects.get(project_id)
+
+    async def project(self, project_id: str) -> Project | None:
+        found = self.projects.get(project_id)
+        if found is MISSING:
+            found = await self._load(
+                self.projects, project_id, lambda: self._store.project(project_id),
+                lambda p: text_size(p.id, p.name, p.domain_id),
+            )  # fmt: skip
+        return found if isinstance(found, Project) else None
+
+    async def project_by_name(self, name: str) -> Project | None:
+        project_id = self.project_ids.get(name)
+        if project_id is MISSING:
+            project = await self._load(
+                self.projects, ("name", name), lambda: self._store.project_by_name(name), lambda p: 64
+            )
+            if isinstance(project, Project):
+                self.projects.put(project.id, project, text_size(project.id, project.name))
+                self.project_ids.put(name, project.id, text_size(name, project.id))
+                return project
+            if len(name) <= _MAX_KEY:
+                self.project_ids.put(name, NEGATIVE, text_size(name))
+            return None
+        return None if project_id is NEGATIVE else await self.project(str(project_id))
+
+    async def access_key(self, access: str) -> tuple[AccessKey, bytes] | None:
+        """The access key and its opened secret, or None. The secret is opened in the loading
+        thread, once per load, never on the event loop."""
+        found = self.access_keys.get(access)
+        if found is MISSING:
+            found = await self._load(
+                self.access_keys, access, lambda: self._fetch_access_key(access), lambda e: 400
+            )
+        return found if isinstance(found, tuple) else None
+
+    def _fetch_access_key(self, access: str) -> tuple[AccessKey, bytes] | None:
+        key = self._store.access_key(access)
+        if key is None:
+            return None
+        return key, self._sealer.open(key.secret_sealed, sk_context(key.access))
+
+    async def is_revoked(self, claims: TokenClaims) -> bool:
+        """Revoked by audit id (one query), or issued before the user's "tokens valid after"."""
+        revoked = await self._store.read(self._store.revoked, claims.audit_ids)
+        return bool(revoked)
+
+    # -- token verdicts -----------------------------------------------------------------
 
     def verdict(self, token: str) -> Principal | str | None:
-        """The remembered verdict: the accepted caller, the refusal message, or None (unknown)."""
-        principal = self._verdicts.get(token)
-        if principal is not None:
-            return principal
-        return self._refusals.get(token)
+        """The remembered verdict: the accepted caller, the refusal message, or None (unknown or
+        void: the user changed since the verdict was made)."""
+        principal = self.verdicts.get(token)
+        if principal is not MISSING:
+            assert isinstance(principal, Principal)
+            if self.users.peek(principal.user.id) is principal.user:
+                return principal
+            self.verdicts.pop(token)
+            return None
+        refusal = self.refusals.peek(token)
+        return refusal if isinstance(refusal, str) else None
 
-    def remember_accepted(self, token: str, principal: Principal) -> None:
-        if len(self._verdicts) >= _VERDICTS_KEPT:
-            self._verdicts.clear()
-        self._verdicts[token] = principal
+    def remember_accepted(self, token: str, principal: Principal, generation: int) -> None:
+        if generation != self.generation or principal.claims is None:
+            return  # a change was applied while it was checked: check again next time
+        self.verdicts.put(token, principal, len(token) + 600)
+        for audit_id in principal.claims.audit_ids:
+            self._by_audit[audit_id] = token
+        if len(self._by_audit) > 2 * self.verdicts.max_entries:  # forget index entries of evicted verdicts
+            self._by_audit = {
+                a: t for a, t in self._by_audit.items() if isinstance(self.verdicts.peek(t), Principal)
+            }
 
     def remember_refusal(self, token: str, refusal: AuthenticationFailed) -> None:
-        if len(token) <= _REFUSAL_MAX_TOKEN:  # bounded in entries and in size
-            if len(self._refusals) >= _REFUSALS_KEPT:
-                self._refusals.clear()
-            self._refusals[token] = str(refusal)
+        """Refusals are final (a bad token stays bad, a revoked one stays revoked, a user once
+        disabled voids its earlier tokens for good), so they need no eviction."""
+        if len(token) <= _REFUSAL_MAX_TOKEN:
+            self.refusals.put(token, str(refusal), len(token) + 100)
+
+    # -- the change log -----------------------------------------------------------------
+
+    def apply(self, changes: Iterable[Change]) -> bool:
+        """Evict what ``changes`` touched. True when the token keys changed (the caller reloads
+        them with :meth:`reload_codec`, off the event loop)."""
+        self.generation += 1
+        keys_changed = False
+        for change in changes:
+            kind, key = change.kind, change.key
+            if kind == "user":
+                user = self.users.pop(key)
+                if isinstance(user, User):
+                    self.user_ids.pop((user.domain_id, user.name))
+                self.user_ids.drop_negatives()
+            elif kind == "access_key":
+                self.access_keys.pop(key)
+            elif kind == "revocation":
+                token = self._by_audit.pop(key, None)
+                if token is not None:
+                    self.verdicts.pop(token)
+            elif kind == "project":
+                project = self.projects.pop(key)
+                if isinstance(project, Project):
+                    self.project_ids.pop(project.name)
+                self.project_ids.drop_negatives()
+            elif kind == "domain":
+                domain = self.domains.pop(key)
+                if isinstance(domain, Domain):
+                    self.domain_ids.pop(domain.name)
+                self.domain_ids.drop_negatives()
+                self._drop_verdicts()
+            elif kind == "fernet_key":
+                keys_changed = True
+                self._drop_verdicts()
+        return keys_changed
+
+    def reload_codec(self, keys: Sequence[FernetKey]) -> None:
+        self.codec = token_codec(keys, self._sealer)
+        self.generation += 1
+        self._drop_verdicts()
+        self.refusals.clear()  # a token refused as "invalid" may be valid under a new key set
+
+    def clear(self) -> None:
+        """Forget everything (the change log no longer reaches back far enough)."""
+        self.generation += 1
+        for cache in self.caches():
+            cache.clear()
+        self._by_audit.clear()
+
+    def _drop_verdicts(self) -> None:
+        self.verdicts.clear()
+        self._by_audit.clear()
 
     # -- authorisation ------------------------------------------------------------------
 
-    def authorize_project(self, principal: Principal, project_id: str, header_project: str | None) -> Project:
+    async def authorize_project(
+        self, principal: Principal, project_id: str, header_project: str | None
+    ) -> Project:
         """The project a principal may act on, or the error the wire contract wants."""
+        cached = self.projects.get(project_id)
+        if isinstance(cached, Project):
+            project: Project | None = cached
+        else:
+            project = None if cached is NEGATIVE else await self.project(project_id)
+        return self.authorize(principal, project_id, project, header_project)
+
+    def authorize(
+        self, principal: Principal, project_id: str, project: Project | None, header_project: str | None
+    ) -> Project:
+        """The checks of :meth:`authorize_project` once the project is known (or known absent)."""
         if header_project is not None and header_project != project_id:
             raise InvalidRequest("X-Project-Id does not match the project id in the path")
-        project = self.projects.get(project_id)
         if project is None:
             raise ResourceNotFound(f"project {project_id} does not exist")
         if principal.project_id is not None and principal.project_id != project_id:
@@ -117,24 +346,23 @@ class Directory:
             raise AccessDenied("the user has no access to this project")
         return project
 
-    def find_domain(self, domain_id: str | None, domain_name: str | None) -> Domain:
-        domain = self.domains.get(domain_id) if domain_id else self.domains_by_name.get(domain_name or "")
+    async def find_domain(self, domain_id: str | None, domain_name: str | None) -> Domain:
+        domain = await self.domain(domain_id) if domain_id else await self.domain_by_name(domain_name or "")
         if domain is None or not domain.enabled:
             raise AuthenticationFailed(_UNAUTHORIZED)
         return domain
 
-    def scope_project(self, user: User, project_id: str | None, project_name: str | None) -> Project:
+    async def scope_project(self, user: User, project_id: str | None, project_name: str | None) -> Project:
         project = (
-            self.projects.get(project_id) if project_id else self.projects_by_name.get(project_name or "")
+            await self.project(project_id) if project_id else await self.project_by_name(project_name or "")
         )
         if project is None or project.id not in user.project_ids or not project.enabled:
             raise AccessDenied("the user has no access to the requested project")
         return project
 
-    def projects_of(self, user: User) -> list[Project]:
-        return sorted(
-            (self.projects[pid] for pid in user.project_ids if pid in self.projects), key=lambda p: p.name
-        )
+    async def projects_of(self, user: User) -> list[Project]:
+        found = [await self.project(pid) for pid in sorted(user.project_ids)]
+        return sorted((p for p in found if p is not None), key=lambda p: p.name)
 
     # -- minting ------------------------------------------------------------------------
 
@@ -148,17 +376,33 @@ class Directory:
         expires_at: int | None = None,
     ) -> IssuedToken:
         """A new token; ``expires_at`` caps its life (a token got with a token lives no longer)."""
-        issued = math.floor(now * 1000) / 1000
-        expires = int(issued) + self.settings.token_ttl_seconds
-        if expires_at is not None:
-            expires = min(expires, expires_at)
-        claims = TokenClaims(
-            user_id=user.id,
-            domain_id=user.domain_id,
-            project_id=project.id if project is not None else None,
-            methods=tuple(methods),
-            audit_id=secrets.token_urlsafe(16),
-            issued_at=issued,
-            expires_at=expires,
+        return mint_token(
+            self.codec, self.settings.token_ttl_seconds, user, project, methods, now, expires_at=expires_at
         )
-        return IssuedToken(self.codec.mint(claims), claims)
+
+
+def mint_token(
+    codec: TokenCodec,
+    ttl_seconds: int,
+    user: User,
+    project: Project | None,
+    methods: Iterable[str],
+    now: float,
+    *,
+    expires_at: int | None = None,
+) -> IssuedToken:
+    """A new token of ``user`` (scoped to ``project`` if given), valid ``ttl_seconds`` at most."""
+    issued = math.floor(now * 1000) / 1000
+    expires = int(issued) + ttl_seconds
+    if expires_at is not None:
+        expires = min(expires, expires_at)
+    claims = TokenClaims(
+        user_id=user.id,
+        domain_id=user.domain_id,
+        project_id=project.id if project is not None else None,
+        methods=tuple(methods),
+        audit_id=secrets.token_urlsafe(16),
+        issued_at=issued,
+        expires_at=expires,
+    )
+    return IssuedToken(codec.mint(claims), claims)

@@ -37,6 +37,11 @@ class TokenClaims:
     issued_at: float  # epoch seconds, millisecond precision (user revocations compare against it)
     expires_at: int
 
+    @property
+    def audit_ids(self) -> tuple[str, ...]:
+        """Every audit id whose revocation voids this token."""
+        return (self.audit_id,)
+
     def to_json(self) -> bytes:
         return json.dumps(
             [

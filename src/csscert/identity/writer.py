@@ -8,23 +8,56 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 from cryptography.fernet import Fernet
 
-from csscert.errors import Conflict, InvalidRequest, ResourceNotFound
+from csscert.bulk import ImportedUser
+from csscert.errors import AccessDenied, Conflict, InvalidRequest, ResourceNotFound
 from csscert.identity.credentials import generate_access_key, generate_secret_key, hash_password, sk_context
-from csscert.identity.directory import USER_REVOCATION_PREFIX, Directory
-from csscert.identity.tokens import IssuedToken, TokenClaims, fernet_context
-from csscert.model import AccessKey, Domain, FernetKey, Project, User, new_id
+from csscert.identity.directory import mint_token, token_codec
+from csscert.identity.tokens import IssuedToken, TokenClaims, TokenCodec, fernet_context
+from csscert.model import (
+    AccessKey,
+    Domain,
+    FernetKey,
+    ImportedAccessKey,
+    ImportedUserRecord,
+    Project,
+    User,
+    new_id,
+)
 from csscert.sealing import Sealer
 from csscert.settings import Settings
 from csscert.store import LastGrant, NotFound, SqlStore
 
-__all__ = ["Identity"]
+__all__ = ["Identity", "NewCredential"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewCredential:
+    """An access key made for an imported user, with its secret (shown once, never stored)."""
+
+    name: str
+    access_key: str
+    secret_key: str = field(repr=False)
+
+
+def _hash_passwords(passwords: Sequence[str | None]) -> list[str | None]:
+    """argon2 hashes (None stays None), on every core when there are many."""
+    todo = [p for p in passwords if p is not None]
+    if len(todo) < 16:
+        hashed = iter([hash_password(p) for p in todo])
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor() as pool:
+            hashed = iter(list(pool.map(hash_password, todo, chunksize=64)))
+    return [None if p is None else next(hashed) for p in passwords]
+
 
 _TOKEN_KEYS_KEPT = 3
-_NEVER = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
 
 
 class Identity:
@@ -35,9 +68,6 @@ class Identity:
         self._sealer = sealer
         self._settings = settings
 
-    def directory(self) -> Directory:
-        return Directory(self._store.snapshot(), self._sealer, self._settings)
-
     def open_one_secret(self) -> None:
         """Open one sealed token key and one secret key, if there are any: a master key that
         is not the one that sealed them raises :class:`MasterKeyError` here, before anything
@@ -45,14 +75,18 @@ class Identity:
         keys = self._store.fernet_keys()
         if keys:
             self._sealer.open(keys[0].key_sealed, fernet_context(keys[0].id))
-        access_keys = self._store.access_keys()
-        if access_keys:
-            self._sealer.open(access_keys[0].secret_sealed, sk_context(access_keys[0].access))
+        sample = self._store.any_access_key()
+        if sample is not None:
+            self._sealer.open(sample.secret_sealed, sk_context(sample.access))
 
     # -- domains & projects -------------------------------------------------------------
 
     def default_domain(self) -> Domain:
         return self._store.ensure_domain(new_id(), self._settings.domain_name)
+
+    def _default_domain_id(self) -> str:
+        found = self._store.domain_by_name(self._settings.domain_name)
+        return found.id if found is not None else self.default_domain().id
 
     def project_name(self, name: str) -> str:
         """Project names follow the cloud: the region name, or ``<region>_<suffix>``."""
@@ -67,19 +101,25 @@ class Identity:
         return self._store.create_project(new_id(), self.project_name(name), domain.id)
 
     def resolve_project(self, ref: str) -> Project:
-        for project in self._store.projects():
-            if ref in (project.id, project.name) or self.project_name(ref) == project.name:
-                return project
-        raise ResourceNotFound(f"no project {ref!r}")
+        """A project by id, by name, or by the short name (``dev`` for ``<region>_dev``)."""
+        found = self._store.project(ref) or self._store.project_by_name(ref)
+        if found is None:
+            try:
+                found = self._store.project_by_name(self.project_name(ref))
+            except InvalidRequest:
+                found = None
+        if found is None:
+            raise ResourceNotFound(f"no project {ref!r}")
+        return found
 
     # -- users --------------------------------------------------------------------------
 
     def resolve_user(self, ref: str) -> User:
-        domain = self.default_domain()
-        for user in self._store.users():
-            if user.id == ref or (user.domain_id == domain.id and user.name == ref):
-                return user
-        raise ResourceNotFound(f"no user {ref!r}")
+        """A user of the default domain by name, or any user by id."""
+        found = self._store.user_by_name(self._default_domain_id(), ref) or self._store.user(ref)
+        if found is None:
+            raise ResourceNotFound(f"no user {ref!r}")
+        return found
 
     def create_user(self, name: str, projects: Iterable[str], password: str | None) -> User:
         if not name.strip() or len(name) > 64:
@@ -137,22 +177,70 @@ class Identity:
         return user
 
     def revoke_user_tokens(self, user: User) -> None:
-        """Every token of ``user`` issued until now stops working (a Keystone revocation event)."""
-        now = dt.datetime.now(dt.UTC)
-        millis = math.ceil(now.timestamp() * 1000)
-        # No expiry: a token's lifetime is set by whichever process minted it (the TTL setting
-        # may differ between the server and a CLI), so the event must outlive any of them. Only
-        # the newest event per user matters; it supersedes the older ones.
-        prefix = f"{USER_REVOCATION_PREFIX}{user.id}@"
-        self._store.add_revocation(f"{prefix}{millis}", _NEVER, supersedes=prefix)
+        """Every token of ``user`` issued until now stops working (Keystone's revocation event for
+        a user): the user's "tokens valid after" moves to now. It never expires, and only moves
+        forward, whatever token lifetime the process that minted a token had."""
+        millis = math.ceil(dt.datetime.now(dt.UTC).timestamp() * 1000)
+        self._store.set_tokens_valid_after(user.id, millis)
 
     def delete_user(self, user_ref: str) -> User:
         user = self.resolve_user(user_ref)
         self._store.delete_user(user.id)
         return user
 
-    def users(self) -> list[User]:
-        return self._store.users()
+    def users_page(self, after: str | None, limit: int) -> list[User]:
+        """Users of the default domain in name order, ``limit`` at a time after the name ``after``."""
+        return self._store.users_page(after, limit, domain_id=self._default_domain_id())
+
+    def import_users(
+        self,
+        users: Sequence[ImportedUser],
+        *,
+        with_keys: bool,
+        deliver: Callable[[list[NewCredential]], None],
+    ) -> int:
+        """Create every user of ``users`` (with one new AK/SK each when ``with_keys``), all or nothing.
+
+        Project references are resolved once each; passwords are hashed on every core (argon2 is
+        slow on purpose: ~20 ms each). ``deliver`` gets the new credentials *before* the store
+        commits (it writes them somewhere); if it raises, nothing is imported, and if the import
+        then fails, the caller must discard what it delivered (the CLI deletes the file).
+        """
+        domain_id = self._default_domain_id()
+        projects: dict[str, str] = {}
+        records: list[ImportedUserRecord] = []
+        credentials: list[NewCredential] = []
+        for user in users:
+            if user.password is not None and len(user.password) < 8:
+                raise InvalidRequest(f"line {user.line}: password must be at least 8 characters")
+        hashes = _hash_passwords([u.password for u in users])
+        for user, password_hash in zip(users, hashes, strict=True):
+            if not user.projects:
+                raise InvalidRequest(f'line {user.line}: grant the user at least one project ("projects")')
+            project_ids = []
+            for ref in user.projects:
+                if ref not in projects:
+                    try:
+                        projects[ref] = self.resolve_project(ref).id
+                    except ResourceNotFound as exc:
+                        raise ResourceNotFound(f"line {user.line}: {exc}") from exc
+                project_ids.append(projects[ref])
+            keys: tuple[ImportedAccessKey, ...] = ()
+            if with_keys:
+                access, secret = generate_access_key(), generate_secret_key()
+                keys = (
+                    ImportedAccessKey(
+                        access, self._sealer.seal(secret.encode(), sk_context(access)), "import"
+                    ),
+                )
+                credentials.append(NewCredential(user.name, access, secret))
+            records.append(
+                ImportedUserRecord(
+                    new_id(), user.name, domain_id, password_hash, tuple(dict.fromkeys(project_ids)), keys
+                )
+            )
+        deliver(credentials)
+        return self._store.import_users(records)
 
     # -- access keys --------------------------------------------------------------------
 
@@ -166,12 +254,8 @@ class Identity:
         )
         return key, secret
 
-    def credentials(self, user_ref: str | None = None) -> list[AccessKey]:
-        keys = self._store.access_keys()
-        if user_ref is None:
-            return keys
-        user = self.resolve_user(user_ref)
-        return [key for key in keys if key.user_id == user.id]
+    def credentials(self, user_ref: str) -> list[AccessKey]:
+        return self._store.access_keys_of(self.resolve_user(user_ref).id)
 
     def set_credential_enabled(self, access: str, enabled: bool) -> None:
         try:
@@ -205,18 +289,31 @@ class Identity:
         self._store.add_fernet_key(key, keep=max(1, keep))
         return key
 
+    def _codec(self) -> TokenCodec:
+        return token_codec(self._store.fernet_keys(), self._sealer)
+
     def issue_token(self, user_ref: str, project_ref: str | None) -> IssuedToken:
+        """A token for ``user_ref`` (scoped to ``project_ref``): a handful of indexed reads, the
+        token keys opened, nothing else (never the whole directory)."""
         user = self.resolve_user(user_ref)
         if not user.enabled:
             raise InvalidRequest("the user is disabled")
-        directory = self.directory()
         project = None
         if project_ref is not None:
-            project = directory.scope_project(user, None, self.resolve_project(project_ref).name)
+            project = self.resolve_project(project_ref)
+            if project.id not in user.project_ids or not project.enabled:
+                raise AccessDenied("the user has no access to the requested project")
         methods = ["token"] if user.password_hash is None else ["password"]
-        return directory.mint_token(user, project, methods, dt.datetime.now(dt.UTC).timestamp())
+        now = dt.datetime.now(dt.UTC).timestamp()
+        return mint_token(self._codec(), self._settings.token_ttl_seconds, user, project, methods, now)
 
-    def revoke_token(self, token: str, directory: Directory | None = None) -> TokenClaims:
-        claims = (directory or self.directory()).codec.parse(token)
-        self._store.add_revocation(claims.audit_id, dt.datetime.fromtimestamp(claims.expires_at, dt.UTC))
+    def revoke_token(self, token: str) -> TokenClaims:
+        """Revoke a token this service minted (its signature is checked first)."""
+        claims = self._codec().parse(token)
+        self.revoke_claims(claims)
         return claims
+
+    def revoke_claims(self, claims: TokenClaims) -> None:
+        """Revoke the token with these (already verified) claims, until it would have expired."""
+        expires = dt.datetime.fromtimestamp(claims.expires_at, dt.UTC)
+        self._store.add_revocation(claims.audit_id, expires, user_id=claims.user_id)

@@ -5,8 +5,8 @@ Nothing above this package sees SQLAlchemy; it gets the plain records of :mod:`c
 
 from __future__ import annotations
 
+import ast
 import fcntl
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,18 +16,28 @@ from sqlalchemy import make_url, text
 
 from csscert.errors import ConfigurationError
 from csscert.settings import Settings
-from csscert.store.sql import Conflict, LastGrant, NotFound, SqlStore, StoreSnapshot
+from csscert.store.sql import (
+    NOTIFY_CHANNEL,
+    ChangesPruned,
+    Conflict,
+    LastGrant,
+    NotFound,
+    SqlStore,
+    StoreUnavailable,
+)
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 __all__ = [
+    "NOTIFY_CHANNEL",
+    "ChangesPruned",
     "Conflict",
     "LastGrant",
     "NotFound",
     "SchemaError",
     "SqlStore",
-    "StoreSnapshot",
+    "StoreUnavailable",
     "head_revision",
     "migrate",
     "open_store",
@@ -40,8 +50,6 @@ class SchemaError(ConfigurationError):
 
 HINT_FILE = "revision.hint"
 _VERSIONS = Path(__file__).parent / "migrations" / "versions"
-_REVISION = re.compile(r'^revision\s*=\s*"([^"]+)"\s*$', re.M)
-_DOWN_REVISION = re.compile(r'^down_revision\s*=\s*(?:None|"([^"]+)")\s*$', re.M)
 
 
 def open_store(settings: Settings, *, create: bool = True) -> SqlStore:
@@ -52,24 +60,58 @@ def open_store(settings: Settings, *, create: bool = True) -> SqlStore:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.data_dir.is_dir():
         hint = settings.data_dir / HINT_FILE
-    return SqlStore(settings.sqlalchemy_url, hint_path=hint)
+    return SqlStore(
+        settings.sqlalchemy_url,
+        hint_path=hint,
+        connect_timeout=settings.db_connect_timeout_seconds,
+        statement_timeout=settings.db_statement_timeout_seconds,
+        read_deadline=settings.db_read_deadline_seconds,
+        read_threads=settings.db_read_threads,
+        change_keep_seconds=settings.change_log_keep_seconds,
+    )
 
 
-def head_revision() -> str | None:
+def head_revision(versions: Path = _VERSIONS) -> str | None:
     """The single head of the migration files, read without importing alembic (it costs every CLI
-    command a tenth of a second). None when the files are not a simple chain: alembic decides then."""
+    command a tenth of a second). None when the files are not a simple chain: alembic decides then.
+
+    The module-level ``revision`` / ``down_revision`` assignments are read with :mod:`ast`, so any
+    spelling alembic's templates produce counts (``repr()`` writes single quotes; annotated
+    assignments such as ``revision: str = '0002'`` too)."""
     down_of: dict[str, str | None] = {}
-    for path in _VERSIONS.glob("*.py"):
-        text = path.read_text()
-        revision = _REVISION.search(text)
-        if revision is None:
+    for path in versions.glob("*.py"):
+        names = _module_constants(path.read_text())
+        revision = names.get("revision")
+        if not isinstance(revision, str):
             continue
-        down = _DOWN_REVISION.search(text)
-        if down is None:
-            return None
-        down_of[revision.group(1)] = down.group(1)
+        down = names.get("down_revision", ...)
+        if down is not None and not isinstance(down, str):
+            return None  # missing, a merge (tuple) or computed: let alembic decide
+        down_of[revision] = down
     heads = set(down_of) - {d for d in down_of.values() if d is not None}
     return heads.pop() if len(heads) == 1 else None
+
+
+def _module_constants(source: str) -> dict[str, object]:
+    """Module-level ``name = <literal>`` assignments (plain or annotated) of a migration file."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return {}
+    found: dict[str, object] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name):
+            try:
+                found[target.id] = ast.literal_eval(value)
+            except (ValueError, TypeError, SyntaxError, RecursionError):
+                found[target.id] = ...  # not a literal
+    return found
 
 
 def _alembic_config(store: SqlStore) -> Config:
@@ -98,12 +140,14 @@ def _migration_lock(store: SqlStore) -> Iterator[None]:
                 fcntl.flock(handle, fcntl.LOCK_UN)
     elif url.get_backend_name() == "postgresql":
         with store.engine.connect() as conn:
+            conn.exec_driver_sql("SET statement_timeout = 0")  # waiting for another migrator is fine
             conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
             conn.commit()
             try:
                 yield
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_MIGRATION_LOCK})
+                conn.exec_driver_sql("RESET statement_timeout")  # the pooled connection's default again
                 conn.commit()
     else:
         yield
@@ -127,6 +171,8 @@ def _migrate_locked(store: SqlStore, head: str | None) -> str:
     config = _alembic_config(store)
     try:
         with store.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET LOCAL statement_timeout = 0")  # big tables take a while
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
     except CommandError as exc:

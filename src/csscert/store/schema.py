@@ -52,7 +52,10 @@ users = Table(
     Column("password_hash", Text, nullable=True),
     Column("enabled", Boolean, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Epoch milliseconds; tokens of the user issued before it are void (0002).
+    Column("tokens_valid_after", BigInteger, nullable=True),
     Index("ix_users_domain_name", "domain_id", "name", unique=True),
+    Index("ix_users_name", "name"),  # paged listings across domains (0002)
 )
 
 grants = Table(
@@ -60,6 +63,7 @@ grants = Table(
     metadata,
     Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     Column("project_id", String(32), ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_grants_project_id", "project_id"),  # 0002
 )
 
 access_keys = Table(
@@ -71,6 +75,7 @@ access_keys = Table(
     Column("enabled", Boolean, nullable=False),
     Column("description", String(255), nullable=False, default=""),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_access_keys_user_id", "user_id"),  # 0002
 )
 
 certificate_authorities = Table(
@@ -102,13 +107,13 @@ issued_certificates = Table(
     Column("not_before", DateTime(timezone=True), nullable=False),
     Column("not_after", DateTime(timezone=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    # Since migration 0004: what `cert list`, `cert renew` and `opensearch-config` need.
+    # Since migration 0003: what `cert list`, `cert renew` and `opensearch-config` need.
     Column("subject", Text, nullable=False, server_default=""),
     Column("profile", String(16), nullable=False, server_default="node"),
     Column("key_type", String(16), nullable=False, server_default=""),
     Column("status", String(16), nullable=False, server_default="valid"),
     Column("origin", String(16), nullable=False, server_default="cli"),
-    Index("ix_issued_certificates_project_name", "project_id", "name"),
+    Index("ix_issued_certificates_project_name", "project_id", "name"),  # 0002
 )
 
 fernet_keys = Table(
@@ -124,8 +129,10 @@ revocations = Table(
     "revocations",
     metadata,
     Column("audit_id", String(64), primary_key=True),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # The user whose token it revokes, when known, so deleting the user removes them (0002).
+    Column("user_id", String(32), nullable=True, index=True),
 )
 
 # One row, bumped in the same transaction as every write, so readers can tell that something changed.
@@ -134,4 +141,18 @@ revision = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("value", BigInteger, nullable=False),
+    # Every change row with rev <= this was pruned (0002): a reader behind it drops its caches.
+    Column("changes_pruned_through", BigInteger, nullable=False, server_default="0"),
+)
+
+# The change log (0002): each write records here, in its own transaction and with the revision it
+# bumped to, which records it changed (kind + key). Readers apply the rows after the revision they
+# last saw. The primary key leads with ``rev``, so it is the index ``changes_since`` walks.
+changes = Table(
+    "changes",
+    metadata,
+    Column("rev", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(32), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
 )
