@@ -43,6 +43,14 @@ KEYSTONE_ERROR = {
 REQUEST_ID = {
     "X-Request-Id": {"schema": {"type": "string"}, "description": "Request id, also in error bodies."}
 }
+KS_HEADERS = {
+    "X-Request-Id": {"schema": {"type": "string", "pattern": "^req-[0-9a-f-]{36}$"}},
+    "x-openstack-request-id": {
+        "schema": {"type": "string", "pattern": "^req-[0-9a-f-]{36}$"},
+        "description": "Keystone's request id, req-<uuid>: the same value as X-Request-Id.",
+    },
+    "Vary": {"schema": {"type": "string", "enum": ["X-Auth-Token"]}},
+}
 
 
 def css_err(description: str) -> dict[str, Any]:
@@ -56,7 +64,7 @@ def css_err(description: str) -> dict[str, Any]:
 def ks_err(description: str) -> dict[str, Any]:
     return {
         "description": description,
-        "headers": REQUEST_ID,
+        "headers": KS_HEADERS,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/KeystoneError"}}},
     }
 
@@ -138,7 +146,13 @@ token_body = {
                 "methods": {"type": "array", "items": {"type": "string"}},
                 "expires_at": {"type": "string"},
                 "issued_at": {"type": "string"},
-                "audit_ids": {"type": "array", "items": {"type": "string"}},
+                "audit_ids": {
+                    "description": "[own] or, for a token got with a token, [own, first of the chain].",
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "minItems": 1,
+                    "maxItems": 2,
+                },
                 "user": {"type": "object"},
                 "project": {"type": "object"},
                 "catalog": {"type": "array"},
@@ -171,6 +185,22 @@ auth_request = {
         }
     },
 }
+project_schema = {
+    "type": "object",
+    "required": ["id", "name", "domain_id", "enabled", "is_domain", "parent_id", "tags", "options", "links"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+        "name": {"type": "string"},
+        "domain_id": {"type": "string"},
+        "description": {"type": "string"},
+        "enabled": {"type": "boolean"},
+        "is_domain": {"type": "boolean"},
+        "parent_id": {"type": "string"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "options": {"type": "object"},
+        "links": {"type": "object"},
+    },
+}
 projects_body = {
     "type": "object",
     "required": ["projects", "links"],
@@ -179,18 +209,37 @@ projects_body = {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["id", "name", "domain_id", "enabled"],
-                "properties": {
-                    "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-                    "name": {"type": "string"},
-                    "domain_id": {"type": "string"},
-                    "enabled": {"type": "boolean"},
-                },
+                "$ref": "#/components/schemas/Project",
             },
         },
         "links": {"type": "object"},
     },
 }
+
+
+def ks_ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": KS_HEADERS,
+        "content": {"application/json": {"schema": schema}},
+    }
+
+
+def ks_read(operation_id: str, description: str, schema: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": operation_id,
+            "security": SECURITY,
+            **extra,
+            "responses": {"200": ks_ok(description, schema), **KS_ERRORS},
+        }
+    }
+
+
+def path_id(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
 subject_header = {"name": "X-Subject-Token", "in": "header", "required": True, "schema": {"type": "string"}}
 
 document = {
@@ -299,27 +348,46 @@ document = {
                     {"name": "domain_id", "in": "query", "required": False, "schema": {"type": "string"}},
                 ],
                 "responses": {
-                    "200": {
-                        "description": "The caller's projects.",
-                        "content": {"application/json": {"schema": projects_body}},
-                    },
+                    "200": ks_ok(
+                        "The projects the caller's user has a role on (answered for a member on "
+                        "purpose, as Huawei IAM does; Keystone's default policy says 403).",
+                        projects_body,
+                    ),
                     **KS_ERRORS,
                 },
             }
         },
-        "/v3/auth/projects": {
-            "get": {
-                "operationId": "KeystoneListAuthProjects",
-                "security": SECURITY,
-                "responses": {
-                    "200": {
-                        "description": "The caller's projects.",
-                        "content": {"application/json": {"schema": projects_body}},
-                    },
-                    **KS_ERRORS,
-                },
-            }
-        },
+        "/v3/projects/{project_id}": ks_read(
+            "KeystoneShowProject",
+            "The project the caller's token is scoped to (any other: 403).",
+            {"type": "object", "required": ["project"], "properties": {"project": project_schema}},
+            parameters=[path_id("project_id")],
+        ),
+        "/v3/users/{user_id}/projects": ks_read(
+            "KeystoneListUserProjects",
+            "The caller's own projects (another user's: 403).",
+            projects_body,
+            parameters=[path_id("user_id")],
+        ),
+        "/v3/auth/projects": ks_read("KeystoneListAuthProjects", "The caller's projects.", projects_body),
+        "/v3/auth/domains": ks_read(
+            "KeystoneListAuthDomains",
+            "Domains the caller has a role on: none (csscert grants roles on projects only).",
+            {
+                "type": "object",
+                "required": ["domains", "links"],
+                "properties": {"domains": {"type": "array"}},
+            },
+        ),
+        "/v3/auth/catalog": ks_read(
+            "KeystoneAuthCatalog",
+            "The catalog of a project-scoped token (other callers: 403).",
+            {
+                "type": "object",
+                "required": ["catalog", "links"],
+                "properties": {"catalog": {"type": "array"}},
+            },
+        ),
         "/healthz": {
             "get": {
                 "operationId": "Health",

@@ -29,6 +29,7 @@ __all__ = [
     "ResourceNotFound",
     "RouteNotFound",
     "ServiceUnavailable",
+    "UnsupportedAuthMethod",
 ]
 
 
@@ -55,6 +56,15 @@ class AuthenticationFailed(CsscertError):
     css_code = "APIGW.0301"
     status = 401
     keystone_status = 401
+
+
+class UnsupportedAuthMethod(AuthenticationFailed):
+    """A login with an authentication method this service does not offer; ``supported`` names
+    the ones it does (Keystone lists them in its 401 body, under ``identity.methods``)."""
+
+    def __init__(self, message: str, supported: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.supported = supported
 
 
 class AccessDenied(CsscertError):

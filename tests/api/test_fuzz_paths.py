@@ -25,6 +25,7 @@ from support.server import CsscertServer
 METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 HEX32 = re.compile(r"[0-9a-f]{32}")
+KEYSTONE_REQUEST_ID = re.compile(r"req-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 JUNK_ESCAPES = [
     "%",
     "%G",
@@ -59,7 +60,11 @@ def check(method: str, status: int, headers: dict[str, str], body: bytes, *, fro
     if not from_app:
         return
     request_id = headers.get("x-request-id", "")
-    assert HEX32.fullmatch(request_id), (status, headers)
+    if "x-openstack-request-id" in headers:  # a Keystone route: req-<uuid> in both headers
+        assert KEYSTONE_REQUEST_ID.fullmatch(request_id), (status, headers)
+        assert headers["x-openstack-request-id"] == request_id
+    else:
+        assert HEX32.fullmatch(request_id), (status, headers)
     if method == "HEAD":
         assert body == b""
         return

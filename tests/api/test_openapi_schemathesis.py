@@ -49,6 +49,10 @@ LABELS = [
     "DELETE /v3/auth/tokens",
     "GET /v3/projects",
     "GET /v3/auth/projects",
+    "GET /v3/auth/domains",
+    "GET /v3/auth/catalog",
+    "GET /v3/projects/{project_id}",
+    "GET /v3/users/{user_id}/projects",
     "GET /healthz",
 ]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from csscert.api.request import MAX_BODY, Request
 from csscert.api.routes import resolve
-from csscert.api.wire import Response, new_request_id
+from csscert.api.wire import KEYSTONE_SHAPE, Response, keystone_request_id, new_request_id
 from csscert.errors import CsscertError, MethodNotAllowed, PayloadTooLarge
 from csscert.service import Service
 from csscert.settings import Settings
@@ -146,6 +146,10 @@ class App:
         """Route, check method and body size, run the handler; answer every error in the
         route's shape (an unexpected one as a bare 500, its detail only in the log)."""
         route = resolve(request.path)
+        keystone = route.shape is KEYSTONE_SHAPE
+        if keystone:
+            request.request_id = keystone_request_id(request.request_id)
+        response: Response
         try:
             if request.method not in route.methods:
                 raise MethodNotAllowed(
@@ -153,17 +157,27 @@ class App:
                 )
             if request.body_too_large:
                 raise PayloadTooLarge(f"the request body is larger than {MAX_BODY} bytes")
-            return await route.handler(self.service, request)
+            response = await route.handler(self.service, request)
         except CsscertError as exc:
             if exc.status != 500:
-                return route.shape.of(exc, request.request_id)
-            # A 500-class csscert error (a broken setup, a corrupt secret) is ours, not the
-            # caller's: its message goes to the log like any other internal failure.
-            log.exception("request %s failed: %s %r", request.request_id, request.method, request.path[:200])
-            return route.shape.internal(request.request_id)
+                response = route.shape.of(exc, request.request_id)
+            else:
+                # A 500-class csscert error (a broken setup, a corrupt secret) is ours, not the
+                # caller's: its message goes to the log like any other internal failure.
+                log.exception(
+                    "request %s failed: %s %r", request.request_id, request.method, request.path[:200]
+                )
+                response = route.shape.internal(request.request_id)
         except Exception:
             log.exception("request %s failed: %s %r", request.request_id, request.method, request.path[:200])
-            return route.shape.internal(request.request_id)
+            response = route.shape.internal(request.request_id)
+        if keystone:
+            # Keystone's request id (req-<uuid>, also in X-Request-Id) and its Vary on every
+            # answer: a shared cache must not hand one token's answer to another.
+            status, headers, body = response
+            extra = [("x-openstack-request-id", request.request_id), ("vary", "X-Auth-Token")]
+            response = status, [*headers, *extra], body
+        return response
 
 
 def create_app(settings: Settings | None = None) -> App:

@@ -2,7 +2,11 @@
 
 ``openstacksdk``/``otcextensions`` log in with ``POST /v3/auth/tokens`` and find the CSS
 endpoint in the token's catalog; the Huawei SDK looks its project up with
-``GET /v3/projects?name=<region>``. Handlers only translate: checks live in the identity layer.
+``GET /v3/projects?name=<region>``; the ``openstack`` CLI lists a member's projects with
+``GET /v3/users/{user_id}/projects``. Statuses, bodies and headers follow the real Keystone, which
+``tests/compat/test_keystone_differential.py`` runs beside csscert; the few deliberate
+differences are listed there and in the README. Handlers only translate: checks live in the
+identity layer.
 """
 
 from __future__ import annotations
@@ -14,18 +18,43 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from csscert.api.request import Request
-from csscert.api.wire import Response, json_response, keystone_error
-from csscert.errors import AccessDenied, AuthenticationFailed, InvalidRequest
+from csscert.api.wire import Response, json_response
+from csscert.errors import (
+    AccessDenied,
+    AuthenticationFailed,
+    InvalidRequest,
+    ResourceNotFound,
+    UnsupportedAuthMethod,
+)
 from csscert.identity import Directory, IssuedToken, Principal, TokenClaims
 from csscert.identity.authenticators import authenticate, authenticate_token, password_login
 from csscert.model import Domain, Project, User
 from csscert.service import Service
 
-__all__ = ["auth_domains", "auth_projects", "base_url", "projects", "tokens", "version", "version_choices"]
+__all__ = [
+    "auth_catalog",
+    "auth_domains",
+    "auth_projects",
+    "base_url",
+    "project",
+    "projects",
+    "tokens",
+    "user_projects",
+    "version",
+    "version_choices",
+]
 
 _UPDATED = "2013-03-06T00:00:00Z"
 _MEDIA = [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}]
 _UNAUTHORIZED = "The request you have made requires authentication."
+_METHODS = ("password", "token")
+_FORBIDDEN = "You are not authorized to perform the requested action"
+_NO_TOKEN = "Could not find token: the token is invalid, expired or revoked."  # noqa: S105 (a message, not a secret)
+
+
+def _forbidden(action: str | None = None) -> AccessDenied:
+    """Keystone's policy refusal (403), naming the policy rule as Keystone does."""
+    return AccessDenied(f"{_FORBIDDEN}: {action}." if action else f"{_FORBIDDEN}.")
 
 
 def _iso(epoch: float) -> str:
@@ -56,6 +85,8 @@ def _project_body(project: Project, base_url: str) -> dict[str, Any]:
         "enabled": project.enabled,
         "is_domain": False,
         "parent_id": project.domain_id,
+        "tags": [],
+        "options": {},
         "links": {"self": f"{base_url}/v3/projects/{project.id}"},
     }
 
@@ -100,7 +131,7 @@ async def _token_body(
     user = await directory.user(claims.user_id)
     domain = await directory.domain(claims.domain_id)
     if user is None or domain is None:  # deleted while the request ran
-        raise AuthenticationFailed("The request you have made requires authentication.")
+        raise AuthenticationFailed(_UNAUTHORIZED)
     token: dict[str, Any] = {
         "methods": list(claims.methods),
         "user": {
@@ -109,7 +140,7 @@ async def _token_body(
             "domain": {"id": domain.id, "name": domain.name},
             "password_expires_at": None,
         },
-        "audit_ids": [claims.audit_id],
+        "audit_ids": claims.keystone_audit_ids,
         "issued_at": _iso(claims.issued_at),
         "expires_at": _iso(claims.expires_at),
     }
@@ -124,8 +155,7 @@ async def _token_body(
         token["is_domain"] = False
         if with_catalog:
             token["catalog"] = _catalog(service, project, base_url)
-    elif with_catalog:
-        token["catalog"] = []
+    # An unscoped token has no catalog key at all (Keystone omits it; it does not send []).
     return {"token": token}
 
 
@@ -159,60 +189,98 @@ async def _login(directory: Directory, body: bytes, now: float) -> IssuedToken:
     methods = _get(identity, "methods")
     if not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods):
         raise InvalidRequest('auth.identity.methods must be a list such as ["password"]')
-    user: User
-    expires_at: int | None = None
+    for method in methods:
+        if not isinstance(identity.get(method), dict):
+            raise InvalidRequest(f"Expecting to find {method[:64]} in identity: each method needs its object")
+    if not set(methods) <= set(_METHODS):
+        raise UnsupportedAuthMethod("Attempted to authenticate with an unsupported method.", _METHODS)
+    scope = _scope_of(payload)
+    parent: TokenClaims | None = None
+    user: User | None = None
+    if "token" in methods:
+        parent_principal = await _token_identity(directory, identity, now)
+        parent, user = parent_principal.claims, parent_principal.user
     if "password" in methods:
-        spec = _get(identity, "password", "user")
-        password = _get(spec, "password")
-        if not isinstance(spec, dict) or not isinstance(password, str):
-            raise InvalidRequest("auth.identity.password.user needs a name or id and a password")
-        try:
-            password.encode("utf-8")
-        except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800") is valid JSON, not valid text
-            raise InvalidRequest("the password is not valid Unicode text") from exc
-        user_id = _opt_str(spec.get("id"), "user id")
-        user_name = _opt_str(spec.get("name"), "user name")
-        domain = None
-        if user_id is None:
-            if user_name is None:
-                raise InvalidRequest("give the user's id, or its name and domain")
-            try:
-                domain = await _domain_ref(directory, spec.get("domain"))
-            except AuthenticationFailed:
-                domain = None  # still pay the password check below: no cheap "no such domain"
-        # argon2 is slow by design: verify off the event loop so other requests keep flowing.
-        user = await password_login(directory, user_id, user_name, domain, password)
-    elif "token" in methods:
-        token = _get(identity, "token", "id")
-        if not isinstance(token, str):
-            raise InvalidRequest("auth.identity.token.id must be a token")
+        by_password = await _password_identity(directory, identity)
+        if user is not None and by_password.id != user.id:
+            raise AuthenticationFailed(_UNAUTHORIZED)
+        user = by_password
+    assert user is not None
+    project = await _scoped_project(directory, user, scope)
+    # As in Keystone, a token got with a token keeps the methods that got its parent.
+    used = [*(parent.methods if parent is not None else ()), *methods]
+    return directory.mint_token(user, project, dict.fromkeys(used), now, parent=parent)
+
+
+async def _token_identity(directory: Directory, identity: Any, now: float) -> Principal:
+    token = _get(identity, "token", "id")
+    if not isinstance(token, str):
+        raise InvalidRequest("auth.identity.token.id must be a token")
+    try:
         principal = await authenticate_token(directory, token, now)
-        user = principal.user
-        # As in Keystone, a token got with a token never outlives the one it came from.
-        expires_at = principal.claims.expires_at if principal.claims is not None else None
-    else:
-        raise InvalidRequest("supported methods are 'password' and 'token'")
-    scope = _get(payload, "auth", "scope")
-    project = None
-    if scope is not None:
-        if not isinstance(scope, dict) or "project" not in scope:
-            raise InvalidRequest("only project scope is supported")
-        project_id = _opt_str(_get(scope, "project", "id"), "project id")
-        project_name = _opt_str(_get(scope, "project", "name"), "project name")
-        if project_id is None and project_name is None:
-            raise InvalidRequest("give the project's id, or its name")
+    except AuthenticationFailed as exc:
+        # Keystone answers a login with an unusable token 404 (the token is a resource).
+        raise ResourceNotFound(_NO_TOKEN) from exc
+    assert principal.claims is not None
+    return principal
+
+
+async def _password_identity(directory: Directory, identity: Any) -> User:
+    spec = _get(identity, "password", "user")
+    password = _get(spec, "password")
+    if not isinstance(spec, dict) or not isinstance(password, str):
+        raise InvalidRequest("auth.identity.password.user needs a name or id and a password")
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800") is valid JSON, not valid text
+        raise InvalidRequest("the password is not valid Unicode text") from exc
+    user_id = _opt_str(spec.get("id"), "user id")
+    user_name = _opt_str(spec.get("name"), "user name")
+    domain = None
+    if user_id is None:
+        if user_name is None:
+            raise InvalidRequest("give the user's id, or its name and domain")
+        if spec.get("domain") is None:
+            raise InvalidRequest("Expecting to find domain in user: a user name needs its domain")
         try:
-            if project_name is not None and project_id is None:
-                domain_ref = _get(scope, "project", "domain")
-                if domain_ref is not None and (await _domain_ref(directory, domain_ref)).id != user.domain_id:
-                    raise AccessDenied("the project is not in the user's domain")
-            project = await directory.scope_project(user, project_id, project_name)
-        except (AccessDenied, AuthenticationFailed) as exc:
-            # Keystone answers 401 when the requested scope is not the user's (or does not exist).
-            message = f"{_UNAUTHORIZED} The user has no access to the requested project."
-            raise AuthenticationFailed(message) from exc
-    methods_used = ["password"] if "password" in methods else ["token"]
-    return directory.mint_token(user, project, methods_used, now, expires_at=expires_at)
+            domain = await _domain_ref(directory, spec.get("domain"))
+        except AuthenticationFailed:
+            domain = None  # still pay the password check below: no cheap "no such domain"
+    # argon2 is slow by design: verify off the event loop so other requests keep flowing.
+    return await password_login(directory, user_id, user_name, domain, password)
+
+
+def _scope_of(payload: Any) -> dict[str, Any] | None:
+    scope = _get(payload, "auth", "scope")
+    if scope is None:
+        return None
+    if not isinstance(scope, dict) or len(scope) != 1 or not scope.keys() <= {"project", "domain", "system"}:
+        raise InvalidRequest("auth.scope must name one project, domain or system")
+    return scope
+
+
+async def _scoped_project(directory: Directory, user: User, scope: dict[str, Any] | None) -> Project | None:
+    """The project a login asks for, once the caller is known; refusals are Keystone's 401."""
+    if scope is None:
+        return None
+    if "project" not in scope:
+        # csscert grants roles on projects only: no user has a role on a domain or the system,
+        # and Keystone answers a scope the user has no role on with 401.
+        raise AuthenticationFailed(_UNAUTHORIZED)
+    project_id = _opt_str(_get(scope, "project", "id"), "project id")
+    project_name = _opt_str(_get(scope, "project", "name"), "project name")
+    if project_id is None and project_name is None:
+        raise InvalidRequest("give the project's id, or its name")
+    try:
+        if project_name is not None and project_id is None:
+            domain_ref = _get(scope, "project", "domain")
+            if domain_ref is not None and (await _domain_ref(directory, domain_ref)).id != user.domain_id:
+                raise AccessDenied("the project is not in the user's domain")
+        return await directory.scope_project(user, project_id, project_name)
+    except (AccessDenied, AuthenticationFailed) as exc:
+        # Keystone answers 401 when the requested scope is not the user's (or does not exist).
+        message = f"{_UNAUTHORIZED} The user has no access to the requested project."
+        raise AuthenticationFailed(message) from exc
 
 
 def base_url(service: Service, request: Request) -> str:
@@ -248,21 +316,22 @@ async def tokens(service: Service, request: Request) -> Response:
     if not caller_token:
         raise AuthenticationFailed(_UNAUTHORIZED + " X-Auth-Token is missing.")
     caller = await authenticate_token(directory, caller_token, now)
+    action = "identity:revoke_token" if request.method == "DELETE" else "identity:validate_token"
     subject = request.headers.get("x-subject-token")
     if not subject:
-        raise InvalidRequest("X-Subject-Token is required")
+        raise _forbidden(action)  # Keystone's policy has no subject to match: 403, not 400
     try:
         subject_principal = await authenticate_token(directory, subject, now)
-    except AuthenticationFailed:
-        return keystone_error(404, "Could not find token: the token is invalid, expired or revoked.", rid)
+    except AuthenticationFailed as exc:
+        raise ResourceNotFound(_NO_TOKEN) from exc
     claims = subject_principal.claims
     assert claims is not None
     if subject_principal.user.id != caller.user.id:
         # Keystone's policy for a caller without the admin role: only the token's own user.
-        raise AccessDenied(
-            "You are not authorized to perform the requested action: the token belongs to another user."
-        )
+        raise _forbidden(action)
     if request.method == "DELETE":
+        # Revokes the token's own audit id; every token got from it carries that id in its
+        # chain, so they are refused too.
         await asyncio.to_thread(service.identity.revoke_claims, claims)
         return 204, [("x-request-id", rid)], b""
     body = await _token_body(service, directory, claims, base, with_catalog)
@@ -284,46 +353,91 @@ async def _caller(service: Service, request: Request) -> tuple[Directory, Princi
     return directory, principal
 
 
+def _path_id(request: Request, index: int) -> str:
+    """The id at ``index`` of the path's segments (``/v3/users/{id}/projects`` -> index 2)."""
+    return request.path.strip("/").split("/")[index]
+
+
+def _listing(request: Request, base: str, key: str, items: list[Any]) -> Response:
+    body = {key: items, "links": {"self": f"{base}{request.path}", "previous": None, "next": None}}
+    return json_response(200, body, request.request_id)
+
+
+def _filtered(projects: list[Project], query_string: str) -> list[Project]:
+    for name, value in parse_qsl(query_string, keep_blank_values=True):
+        if name == "name":
+            projects = [p for p in projects if p.name == value]
+        elif name == "domain_id":
+            projects = [p for p in projects if p.domain_id == value]
+        elif name == "enabled":
+            projects = [p for p in projects if str(p.enabled).lower() == value.lower()]
+    return projects
+
+
 async def projects(service: Service, request: Request) -> Response:
-    """``GET /v3/projects``: the caller's projects, filtered (a project-scoped token sees its own)."""
+    """``GET /v3/projects``: the projects the caller's user has a role on, filtered by ``name``,
+    ``domain_id`` and ``enabled``.
+
+    Deliberately answered for an ordinary member (Keystone's default policy says 403): Huawei IAM
+    answers it, and the Huawei SDK looks its project up with ``?name=``. What a member sees is
+    what ``/v3/auth/projects`` already shows it, whatever the token's scope.
+    """
     directory, principal = await _caller(service, request)
-    return await _projects(service, directory, principal, request, listing=True)
+    found = _filtered(await directory.projects_of(principal.user), request.query_string)
+    base = base_url(service, request)
+    return _listing(request, base, "projects", [_project_body(p, base) for p in found])
+
+
+async def project(service: Service, request: Request) -> Response:
+    """``GET /v3/projects/{project_id}``: the project the caller's token is scoped to (Keystone's
+    policy for a member); an access key's user sees the projects it is granted."""
+    directory, principal = await _caller(service, request)
+    project_id = _path_id(request, 2)
+    found = await directory.project(project_id)
+    if principal.method == "token":
+        allowed = principal.project_id == project_id
+    else:
+        allowed = project_id in principal.user.project_ids
+    if found is None or not allowed:
+        raise _forbidden("identity:get_project")
+    return json_response(
+        200, {"project": _project_body(found, base_url(service, request))}, request.request_id
+    )
+
+
+async def user_projects(service: Service, request: Request) -> Response:
+    """``GET /v3/users/{user_id}/projects``: the caller's own projects (another user's: 403)."""
+    directory, principal = await _caller(service, request)
+    if _path_id(request, 2) != principal.user.id:
+        raise _forbidden("identity:list_user_projects")
+    found = _filtered(await directory.projects_of(principal.user), request.query_string)
+    base = base_url(service, request)
+    return _listing(request, base, "projects", [_project_body(p, base) for p in found])
 
 
 async def auth_projects(service: Service, request: Request) -> Response:
     """``GET /v3/auth/projects``: every project the user may scope to, as Keystone answers it."""
     directory, principal = await _caller(service, request)
-    return await _projects(service, directory, principal, request, listing=False)
+    base = base_url(service, request)
+    found = await directory.projects_of(principal.user)
+    return _listing(request, base, "projects", [_project_body(p, base) for p in found])
 
 
 async def auth_domains(service: Service, request: Request) -> Response:
-    """``GET /v3/auth/domains``: the caller's domain."""
-    _, principal = await _caller(service, request)
-    domain = principal.domain
-    body = {"domains": [{"id": domain.id, "name": domain.name, "enabled": domain.enabled}]}
-    return json_response(200, body, request.request_id)
+    """``GET /v3/auth/domains``: the domains the user has a role on. csscert grants roles on
+    projects only, and Keystone lists a domain only for a role on the domain itself (a role on
+    a project in it does not count), so the list is always empty, as Keystone's is for them."""
+    await _caller(service, request)
+    return _listing(request, base_url(service, request), "domains", [])
 
 
-async def _projects(
-    service: Service, directory: Directory, principal: Principal, request: Request, *, listing: bool
-) -> Response:
-    found = await directory.projects_of(principal.user)
-    if listing and principal.project_id is not None:
-        found = [p for p in found if p.id == principal.project_id]
-    if listing:
-        for name, value in parse_qsl(request.query_string, keep_blank_values=True):
-            if name == "name":
-                found = [p for p in found if p.name == value]
-            elif name == "domain_id":
-                found = [p for p in found if p.domain_id == value]
-            elif name == "enabled":
-                found = [p for p in found if str(p.enabled).lower() == value.lower()]
+async def auth_catalog(service: Service, request: Request) -> Response:
+    """``GET /v3/auth/catalog``: the catalog of a project-scoped token (others: 403)."""
+    directory, principal = await _caller(service, request)
+    project_id = principal.project_id if principal.method == "token" else None
+    found = await directory.project(project_id) if project_id is not None else None
+    if found is None:
+        raise _forbidden()
     base = base_url(service, request)
-    return json_response(
-        200,
-        {
-            "projects": [_project_body(p, base) for p in found],
-            "links": {"self": f"{base}{request.path}", "previous": None, "next": None},
-        },
-        request.request_id,
-    )
+    body = {"catalog": _catalog(service, found, base), "links": {"self": f"{base}{request.path}"}}
+    return json_response(200, body, request.request_id)

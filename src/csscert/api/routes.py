@@ -47,6 +47,19 @@ def _keystone(path: str) -> Callable[[str], bool]:
     return lambda candidate: candidate.rstrip("/") == path
 
 
+def _keystone_pattern(pattern: str) -> Callable[[str], bool]:
+    """A Keystone path with ``{}`` for one non-empty segment (an id): ``/v3/users/{}/projects``."""
+    want = pattern.split("/")
+
+    def matches(candidate: str) -> bool:
+        got = candidate.rstrip("/").split("/")
+        return len(got) == len(want) and all(
+            (w == "{}" and g != "") or w == g for w, g in zip(want, got, strict=True)
+        )
+
+    return matches
+
+
 _READ = frozenset({"GET", "HEAD"})
 
 
@@ -81,6 +94,17 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "keystone.auth_domains", _keystone("/v3/auth/domains"), _READ, keystone.auth_domains, KEYSTONE_SHAPE
+    ),
+    Route(
+        "keystone.auth_catalog", _keystone("/v3/auth/catalog"), _READ, keystone.auth_catalog, KEYSTONE_SHAPE
+    ),
+    Route("keystone.project", _keystone_pattern("/v3/projects/{}"), _READ, keystone.project, KEYSTONE_SHAPE),
+    Route(
+        "keystone.user_projects",
+        _keystone_pattern("/v3/users/{}/projects"),
+        _READ,
+        keystone.user_projects,
+        KEYSTONE_SHAPE,
     ),
     Route("root", _exact("/"), _READ, meta.root, CSS_SHAPE),
     Route("healthz", _exact("/healthz"), _READ, meta.healthz, CSS_SHAPE),

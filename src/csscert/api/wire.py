@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from csscert.errors import CsscertError, MethodNotAllowed, ServiceUnavailable
+from csscert.errors import CsscertError, MethodNotAllowed, ServiceUnavailable, UnsupportedAuthMethod
 
 __all__ = [
     "CSS_ERRORS",
@@ -26,6 +27,7 @@ __all__ = [
     "json_response",
     "keystone_error",
     "keystone_error_of",
+    "keystone_request_id",
     "new_request_id",
 ]
 
@@ -47,7 +49,15 @@ CSS_ERRORS: dict[str, tuple[int, str]] = {
 
 
 def new_request_id() -> str:
+    """16 random bytes as 32 hex digits: the request id of the CSS routes (the gateway's format)."""
     return os.urandom(16).hex()
+
+
+def keystone_request_id(request_id: str) -> str:
+    """The same random id in Keystone's format, ``req-<uuid4>``: Keystone routes send it in both
+    ``X-Request-Id`` and ``x-openstack-request-id`` (clients quote the latter in their errors).
+    The version bits of a uuid4 overwrite 6 of the 128 random bits; 122 stay random."""
+    return f"req-{uuid.UUID(hex=request_id, version=4)}"
 
 
 # A memo of a pure function (it may live as long as the process): bounded in entries and, since
@@ -104,12 +114,21 @@ _KEYSTONE_TITLES = {
 
 
 def keystone_error(
-    status: int, message: str, request_id: str, extra: Sequence[tuple[str, str]] = ()
+    status: int,
+    message: str,
+    request_id: str,
+    extra: Sequence[tuple[str, str]] = (),
+    *,
+    detail: dict[str, object] | None = None,
 ) -> Response:
-    body = json.dumps(
-        {"error": {"code": status, "title": _KEYSTONE_TITLES.get(status, "Error"), "message": message}},
-        separators=(",", ":"),
-    ).encode()
+    """Keystone's error body; ``detail`` adds keys Keystone puts beside code/title/message."""
+    error = {
+        "code": status,
+        "title": _KEYSTONE_TITLES.get(status, "Error"),
+        "message": message,
+        **(detail or {}),
+    }
+    body = json.dumps({"error": error}, separators=(",", ":")).encode()
     headers: Headers = [("content-type", JSON), ("x-request-id", request_id), *extra]
     if status == 401:
         headers.append(("www-authenticate", 'Keystone uri="/v3"'))
@@ -139,7 +158,10 @@ def css_error_of(error: CsscertError, request_id: str) -> Response:
 
 def keystone_error_of(error: CsscertError, request_id: str) -> Response:
     """Any csscert error in Keystone's shape, with the Keystone status its class carries."""
-    return keystone_error(error.keystone_status, str(error), request_id, _extra_headers(error))
+    detail: dict[str, object] | None = None
+    if isinstance(error, UnsupportedAuthMethod):
+        detail = {"identity": {"methods": list(error.supported)}}
+    return keystone_error(error.keystone_status, str(error), request_id, _extra_headers(error), detail=detail)
 
 
 def _css_internal(request_id: str) -> Response:

@@ -98,7 +98,10 @@ class Directory:
         self.domain_ids: BoundedCache[str, str] = BoundedCache("domain_names", limits.domains, b)
         self.verdicts: BoundedCache[str, Principal] = BoundedCache("token_verdicts", limits.verdicts, b)
         self.refusals: BoundedCache[str, str] = BoundedCache("token_refusals", limits.refusals, b)
-        self._by_audit: dict[str, str] = {}  # audit id -> token whose verdict names it
+        # audit id -> the tokens whose verdicts name it (a chain's first id is shared by all its tokens)
+        self._by_audit: dict[str, set[str]] = {}
+        self._indexed = 0  # (audit id, token) pairs in the index, counting evicted verdicts
+        self._reindex_at = 2 * limits.verdicts
         self._flight: SingleFlight[tuple[str, Any], Any] = SingleFlight()
         self.generation = 0  # bumped by every applied change: loads begun before do not cache
 
@@ -228,7 +231,8 @@ class Directory:
         return key, self._sealer.open(key.secret_sealed, sk_context(key.access))
 
     async def is_revoked(self, claims: TokenClaims) -> bool:
-        """Revoked by audit id (one query), or issued before the user's "tokens valid after"."""
+        """Whether the token or any token of its chain was revoked (one query over
+        ``claims.audit_ids``: a rescoped token dies with every token it came from)."""
         revoked = await self._store.read(self._store.revoked, claims.audit_ids)
         return bool(revoked)
 
@@ -252,11 +256,21 @@ class Directory:
             return  # a change was applied while it was checked: check again next time
         self.verdicts.put(token, principal, len(token) + 600)
         for audit_id in principal.claims.audit_ids:
-            self._by_audit[audit_id] = token
-        if len(self._by_audit) > 2 * self.verdicts.max_entries:  # forget index entries of evicted verdicts
-            self._by_audit = {
-                a: t for a, t in self._by_audit.items() if isinstance(self.verdicts.peek(t), Principal)
-            }
+            self._by_audit.setdefault(audit_id, set()).add(token)
+        self._indexed += len(principal.claims.audit_ids)
+        if self._indexed > self._reindex_at:  # forget index entries of evicted verdicts
+            self._reindex()
+
+    def _reindex(self) -> None:
+        index: dict[str, set[str]] = {}
+        for audit_id, tokens in self._by_audit.items():
+            live = {t for t in tokens if isinstance(self.verdicts.peek(t), Principal)}
+            if live:
+                index[audit_id] = live
+        self._by_audit = index
+        self._indexed = sum(len(tokens) for tokens in index.values())
+        # Amortised: the next rebuild waits until the index has at least doubled again.
+        self._reindex_at = max(2 * self.verdicts.max_entries, 2 * self._indexed)
 
     def remember_refusal(self, token: str, refusal: AuthenticationFailed) -> None:
         """Refusals are final (a bad token stays bad, a revoked one stays revoked, a user once
@@ -281,8 +295,7 @@ class Directory:
             elif kind == "access_key":
                 self.access_keys.pop(key)
             elif kind == "revocation":
-                token = self._by_audit.pop(key, None)
-                if token is not None:
+                for token in self._by_audit.pop(key, ()):
                     self.verdicts.pop(token)
             elif kind == "project":
                 project = self.projects.pop(key)
@@ -312,10 +325,12 @@ class Directory:
         for cache in self.caches():
             cache.clear()
         self._by_audit.clear()
+        self._indexed = 0
 
     def _drop_verdicts(self) -> None:
         self.verdicts.clear()
         self._by_audit.clear()
+        self._indexed = 0
 
     # -- authorisation ------------------------------------------------------------------
 
@@ -373,11 +388,12 @@ class Directory:
         methods: Iterable[str],
         now: float,
         *,
-        expires_at: int | None = None,
+        parent: TokenClaims | None = None,
     ) -> IssuedToken:
-        """A new token; ``expires_at`` caps its life (a token got with a token lives no longer)."""
+        """A new token. A token got with a token (``parent``) lives no longer than its parent
+        and joins its audit chain, so revoking the parent revokes it too."""
         return mint_token(
-            self.codec, self.settings.token_ttl_seconds, user, project, methods, now, expires_at=expires_at
+            self.codec, self.settings.token_ttl_seconds, user, project, methods, now, parent=parent
         )
 
 
@@ -389,19 +405,23 @@ def mint_token(
     methods: Iterable[str],
     now: float,
     *,
-    expires_at: int | None = None,
+    parent: TokenClaims | None = None,
 ) -> IssuedToken:
-    """A new token of ``user`` (scoped to ``project`` if given), valid ``ttl_seconds`` at most."""
+    """A new token of ``user`` (scoped to ``project`` if given), valid ``ttl_seconds`` at most; a
+    child of ``parent`` (a rescope) expires with it and carries its audit chain."""
     issued = math.floor(now * 1000) / 1000
     expires = int(issued) + ttl_seconds
-    if expires_at is not None:
-        expires = min(expires, expires_at)
+    own_audit_id = secrets.token_urlsafe(16)
+    audit_ids: tuple[str, ...] = (own_audit_id,)
+    if parent is not None:
+        expires = min(expires, parent.expires_at)
+        audit_ids = parent.chain_for_child(own_audit_id)
     claims = TokenClaims(
         user_id=user.id,
         domain_id=user.domain_id,
         project_id=project.id if project is not None else None,
         methods=tuple(methods),
-        audit_id=secrets.token_urlsafe(16),
+        audit_ids=audit_ids,
         issued_at=issued,
         expires_at=expires,
     )

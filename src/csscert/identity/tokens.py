@@ -2,6 +2,12 @@
 
 Pure: minting and parsing need only the keys. Whether a parsed token is still good (revoked,
 user disabled) is the read model's question, not this module's.
+
+Audit chains: every token has its own audit id, and a token got with a token (a rescope) also
+carries its parent's chain. Keystone keeps only ``[own, original]`` (the first token of the
+chain); csscert keeps every ancestor in the claims, so revoking *any* token of a chain refuses
+every token derived from it, not only when the first one is revoked. The wire still shows
+Keystone's two ids (:attr:`TokenClaims.keystone_audit_ids`).
 """
 
 from __future__ import annotations
@@ -13,12 +19,23 @@ from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from csscert.errors import AuthenticationFailed
+from csscert.errors import AccessDenied, AuthenticationFailed
 
-__all__ = ["IAM_PREFIX", "TOKEN_MAX_LENGTH", "IssuedToken", "TokenClaims", "TokenCodec", "fernet_context"]
+__all__ = [
+    "IAM_PREFIX",
+    "MAX_AUDIT_CHAIN",
+    "TOKEN_MAX_LENGTH",
+    "IssuedToken",
+    "TokenClaims",
+    "TokenCodec",
+    "fernet_context",
+]
 
 IAM_PREFIX = "Incorrect IAM authentication information: "
 TOKEN_MAX_LENGTH = 4096
+# Audit ids one token carries: its own and its ancestors'. Each rescope adds one (about 25 bytes
+# of payload, 33 characters of token); past this a client logs in again to start a new chain.
+MAX_AUDIT_CHAIN = 8
 _INVALID = IAM_PREFIX + "the token is invalid"
 
 
@@ -29,29 +46,51 @@ def fernet_context(key_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
+    """What a token says. ``audit_ids`` is the token's own audit id first, then its parent's,
+    and so on back to the token of the chain that was got with a password (last)."""
+
     user_id: str
     domain_id: str
     project_id: str | None
     methods: tuple[str, ...]
-    audit_id: str
+    audit_ids: tuple[str, ...]
     issued_at: float  # epoch seconds, millisecond precision (user revocations compare against it)
     expires_at: int
 
     @property
-    def audit_ids(self) -> tuple[str, ...]:
-        """Every audit id whose revocation voids this token."""
-        return (self.audit_id,)
+    def audit_id(self) -> str:
+        """This token's own audit id (what revoking this token records)."""
+        return self.audit_ids[0]
+
+    @property
+    def keystone_audit_ids(self) -> list[str]:
+        """``audit_ids`` as Keystone shows them: ``[own]``, or ``[own, first of the chain]``."""
+        if len(self.audit_ids) == 1:
+            return [self.audit_ids[0]]
+        return [self.audit_ids[0], self.audit_ids[-1]]
+
+    def chain_for_child(self, child_audit_id: str) -> tuple[str, ...]:
+        """The ``audit_ids`` of a token got with this one."""
+        if len(self.audit_ids) >= MAX_AUDIT_CHAIN:
+            raise AccessDenied(
+                f"the token was got from a chain of {len(self.audit_ids)} tokens, the most csscert "
+                "follows; log in again with a password or an access key to start a new chain"
+            )
+        return (child_audit_id, *self.audit_ids)
 
     def to_json(self) -> bytes:
+        # [user, domain, project, methods, own audit id, issued, expires, ancestors]: the first
+        # seven are the original record, so tokens minted before chains existed still parse.
         return json.dumps(
             [
                 self.user_id,
                 self.domain_id,
                 self.project_id,
                 list(self.methods),
-                self.audit_id,
+                self.audit_ids[0],
                 self.issued_at,
                 self.expires_at,
+                list(self.audit_ids[1:]),
             ],
             separators=(",", ":"),
         ).encode()
@@ -59,19 +98,25 @@ class TokenClaims:
     @classmethod
     def from_json(cls, raw: bytes) -> TokenClaims:
         try:
-            user_id, domain_id, project_id, methods, audit_id, issued_at, expires_at = json.loads(raw)
+            fields = json.loads(raw)
+            if not isinstance(fields, list) or len(fields) not in (7, 8):
+                raise TypeError("claims")
+            user_id, domain_id, project_id, methods, audit_id, issued_at, expires_at = fields[:7]
+            ancestors = fields[7] if len(fields) == 8 else []
             if project_id is not None and not isinstance(project_id, str):
                 raise TypeError("project id")
+            if not isinstance(ancestors, list) or len(ancestors) >= MAX_AUDIT_CHAIN:
+                raise TypeError("audit chain")
             return cls(
                 str(user_id),
                 str(domain_id),
                 project_id,
                 tuple(str(m) for m in methods),
-                str(audit_id),
+                (str(audit_id), *(str(a) for a in ancestors)),
                 float(issued_at),
                 int(expires_at),
             )
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:  # OverflowError: int(Infinity)
             raise AuthenticationFailed(_INVALID) from exc
 
 
