@@ -182,8 +182,10 @@ class Csscert:
         cpus: Sequence[int] | None,
         log: Path,
         serve_args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.env = dict(env or {})  # CSSCERT_* settings on top of a clean environment
         self.workers = workers
         self.cpus = list(cpus) if cpus else None
         self.log = log
@@ -210,7 +212,11 @@ class Csscert:
         with open(self.log, "ab") as log:
             self.started_at = time.perf_counter()
             self.proc = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=clean_env(), start_new_session=True
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=clean_env(self.env),
+                start_new_session=True,
             )
 
     def wait_ready(
@@ -246,10 +252,11 @@ class Csscert:
         self.proc = None
 
 
-def bootstrap(workdir: Path) -> Fixture:
-    """First ``csscert serve`` on a new data dir (creates project, CA, user, AK/SK), then a token."""
+def bootstrap(workdir: Path, env: dict[str, str] | None = None) -> Fixture:
+    """First ``csscert serve`` on a new data dir (creates project, CA, user, AK/SK), then a token.
+    ``env``: CSSCERT_* settings for the server and the CLI (e.g. a database URL)."""
     data_dir = workdir / "data"
-    server = Csscert(data_dir, 1, None, workdir / "bootstrap.log")
+    server = Csscert(data_dir, 1, None, workdir / "bootstrap.log", env=env)
     server.start()
     try:
         server.wait_ready()
@@ -269,7 +276,7 @@ def bootstrap(workdir: Path) -> Fixture:
             check=True,
             capture_output=True,
             text=True,
-            env=clean_env(),
+            env=clean_env(env),
         ).stdout.strip()
         path = f"/v1.0/{creds['project_id']}/cer/download"
         reply = request(server.port, path, {"X-Auth-Token": token})
@@ -603,7 +610,10 @@ def run_wrk(
     threads: int,
     cpus: Sequence[int] | None,
     server_pids: Sequence[int] = (),
+    script: Path | None = None,
+    script_env: dict[str, str] | None = None,
 ) -> WrkResult:
+    """One wrk run; with ``script`` (a Lua file, given ``script_env``) instead of fixed headers."""
     wrk = find_tool("wrk") or "wrk"
     command = [
         *taskset(cpus),
@@ -617,9 +627,12 @@ def run_wrk(
     ]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
+    if script is not None:
+        command += ["-s", str(script)]
     command.append(f"http://{HOST}:{port}{path}")
+    env = {**os.environ, **(script_env or {})}
     cpu_before = cpu_seconds(server_pids)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, env=env)
     cpu_used = cpu_seconds(server_pids) - cpu_before
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")

@@ -102,6 +102,11 @@ class ChangeFeed:
                 if not changes:
                     break
                 await self._apply(changes)
+                if len(changes) < _BATCH:
+                    # The log had no more: a commit after this query moved the word read above
+                    # (or ``known``), so the next request catches up again. Asking once more
+                    # here would only double the cost of every catch-up.
+                    break
         except StoreUnavailable:
             self.stale = True
             raise

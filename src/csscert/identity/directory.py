@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from csscert.cache import MISSING, NEGATIVE, BoundedCache, Sentinel, SingleFlight, text_size
 from csscert.errors import AccessDenied, AuthenticationFailed, InvalidRequest, ResourceNotFound
 from csscert.identity.credentials import sk_context
-from csscert.identity.tokens import IssuedToken, TokenClaims, TokenCodec, fernet_context
+from csscert.identity.tokens import IAM_PREFIX, IssuedToken, TokenClaims, TokenCodec, fernet_context
 from csscert.model import AccessKey, Change, Domain, FernetKey, Project, User
 from csscert.sealing import Sealer
 from csscert.settings import Settings
@@ -34,6 +34,7 @@ from csscert.store import SqlStore
 __all__ = ["CacheLimits", "Directory", "Principal", "mint_token", "token_codec"]
 
 _UNAUTHORIZED = "The request you have made requires authentication."
+_REVOKED = IAM_PREFIX + "the token has been revoked"
 _MAX_KEY = 256  # longer lookup keys (names, access keys) are answered but never cached
 _REFUSAL_MAX_TOKEN = 1024  # longer refused tokens are not remembered
 
@@ -285,32 +286,38 @@ class Directory:
         them with :meth:`reload_codec`, off the event loop)."""
         self.generation += 1
         keys_changed = False
+        names_may_exist: set[BoundedCache[Any, Any]] = set()  # negatives dropped once per batch
         for change in changes:
             kind, key = change.kind, change.key
             if kind == "user":
                 user = self.users.pop(key)
                 if isinstance(user, User):
                     self.user_ids.pop((user.domain_id, user.name))
-                self.user_ids.drop_negatives()
+                names_may_exist.add(self.user_ids)
             elif kind == "access_key":
                 self.access_keys.pop(key)
             elif kind == "revocation":
                 for token in self._by_audit.pop(key, ()):
                     self.verdicts.pop(token)
+                    # A revocation is never undone, so the token is refused from memory from now
+                    # on: a host that heard of it says 401 even while the database is away.
+                    self.refusals.put(token, _REVOKED, len(token) + 100)
             elif kind == "project":
                 project = self.projects.pop(key)
                 if isinstance(project, Project):
                     self.project_ids.pop(project.name)
-                self.project_ids.drop_negatives()
+                names_may_exist.add(self.project_ids)
             elif kind == "domain":
                 domain = self.domains.pop(key)
                 if isinstance(domain, Domain):
                     self.domain_ids.pop(domain.name)
-                self.domain_ids.drop_negatives()
+                names_may_exist.add(self.domain_ids)
                 self._drop_verdicts()
             elif kind == "fernet_key":
                 keys_changed = True
                 self._drop_verdicts()
+        for cache in names_may_exist:
+            cache.drop_negatives()
         return keys_changed
 
     def reload_codec(self, keys: Sequence[FernetKey]) -> None:
