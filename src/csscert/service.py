@@ -32,7 +32,7 @@ from csscert.identity import Directory, Identity
 from csscert.model import Project
 from csscert.sealing import MASTER_KEY_FILE, MasterKeyError, Sealer, load_master_key
 from csscert.settings import Settings
-from csscert.store import Conflict, SqlStore, migrate, open_store
+from csscert.store import Conflict, SqlStore, exclusive, migrate, open_store
 
 __all__ = [
     "BOOTSTRAP_FILE",
@@ -132,19 +132,22 @@ def prepare_data_dir(settings: Settings, *, create: bool) -> None:
 
 
 @contextmanager
-def _init_lock(settings: Settings) -> Iterator[None]:
-    """One first start at a time per data directory: two ``init``s (or an ``init`` and a
-    ``serve``) started together would otherwise both bootstrap a user and access key."""
+def _init_lock(settings: Settings, store: SqlStore) -> Iterator[None]:
+    """One first start at a time: two ``init``s (or an ``init`` and a ``serve``) started together,
+    on this host or on several hosts of one database, would otherwise both bootstrap a project,
+    user and access key (the database lock; the data directory's own lock keeps local files
+    such as the bootstrap credentials consistent)."""
     where = settings.data_dir
-    if not where.is_dir():
-        yield
-        return
-    with open(where / ".init.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
+    with exclusive(store):
+        if not where.is_dir():
             yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            return
+        with open(where / ".init.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class Service:
@@ -184,7 +187,7 @@ class Service:
         self._reconcile_settings()
         if not create:
             return None
-        with _init_lock(self.settings):
+        with _init_lock(self.settings, self.store):
             self.identity.default_domain()
             self.identity.ensure_token_keys()
             first: FirstStart | None = None

@@ -38,6 +38,7 @@ __all__ = [
     "SchemaError",
     "SqlStore",
     "StoreUnavailable",
+    "exclusive",
     "head_revision",
     "migrate",
     "open_store",
@@ -127,9 +128,11 @@ _PG_MIGRATION_LOCK = 0x637373636572  # "csscer": one advisory lock id for every 
 
 
 @contextmanager
-def _migration_lock(store: SqlStore) -> Iterator[None]:
-    """One migrator at a time: processes starting together on a new database would otherwise
-    all see an empty schema and race to create it."""
+def exclusive(store: SqlStore) -> Iterator[None]:
+    """One process at a time for this database, on every host that shares it (a PostgreSQL
+    advisory lock; for SQLite a file lock beside the database). Migrations and first starts take
+    it: processes starting together on a new database would otherwise all see an empty schema,
+    or no bootstrap yet, and race to create it."""
     url = make_url(store.url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         with open(f"{url.database}.migrate.lock", "a") as handle:
@@ -158,7 +161,7 @@ def migrate(store: SqlStore) -> str:
     head = head_revision()
     if head is not None and store.schema_revision() == head:
         return head  # nothing to do (the common case for every CLI command and start)
-    with _migration_lock(store):
+    with exclusive(store):
         return _migrate_locked(store, head)
 
 
