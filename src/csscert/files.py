@@ -25,6 +25,7 @@ __all__ = [
     "private_directory",
     "publish_new",
     "read_if_exists",
+    "replace_all",
     "write_new",
     "write_replacing",
 ]
@@ -85,17 +86,28 @@ def write_new(path: Path, data: bytes, mode: int = 0o600) -> None:
     publish_new([(path, data, mode)])
 
 
-def write_replacing(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Create or atomically replace the regular file ``path`` (never a symlink or device)."""
+def _check_replaceable(path: Path) -> None:
     try:
         current = os.lstat(path)
     except FileNotFoundError:
-        pass
-    else:
-        if not stat.S_ISREG(current.st_mode):
-            raise NotARegularFile(f"{path} exists and is not a regular file; refusing to replace it")
-    with _staged([(path, data, mode)]) as (tmp,):
-        os.replace(tmp, path)
+        return
+    if not stat.S_ISREG(current.st_mode):
+        raise NotARegularFile(f"{path} exists and is not a regular file; refusing to replace it")
+
+
+def write_replacing(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Create or atomically replace the regular file ``path`` (never a symlink or device)."""
+    replace_all([(path, data, mode)])
+
+
+def replace_all(files: Sequence[tuple[Path, bytes, int]]) -> None:
+    """Create or replace several regular files: every one is staged complete before the first
+    is renamed into place, so a full disk or a refused target changes none of them."""
+    for path, _, _ in files:
+        _check_replaceable(path)
+    with _staged(files) as staged:
+        for (path, _, _), tmp in zip(files, staged, strict=True):
+            os.replace(tmp, path)
 
 
 def read_if_exists(path: Path) -> bytes | None:

@@ -109,6 +109,11 @@ class IssuedCertificate:
     not_before: datetime
     not_after: datetime
     created_at: datetime
+    subject: str = ""  # RFC 4514
+    profile: str = "node"  # node, client, admin
+    key_type: str = ""  # rsa2048, p256...; "" on records older than migration 0003
+    status: str = "valid"  # valid, or superseded once a newer one of the same name was delivered
+    origin: str = "cli"  # cli (key generated here), csr (signed request), serve (csscert's own TLS)
 
 
 @dataclass(frozen=True, slots=True)

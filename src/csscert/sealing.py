@@ -55,7 +55,11 @@ def load_master_key(explicit: str | None, data_dir: Path, *, create: bool) -> by
     if path.exists():
         return _decode_key(path.read_text(), str(path))
     if not create:
-        raise MasterKeyError(f"no master key: set CSSCERT_MASTER_KEY or provide {path}")
+        raise MasterKeyError(
+            f"no master key at {path.resolve()}: this is not a data directory csscert made (or its "
+            "master.key was removed); set CSSCERT_MASTER_KEY, restore the file, or point --data-dir at "
+            "other data"
+        )
     data_dir.mkdir(parents=True, exist_ok=True)
     key_text = generate_master_key()
     # Staged then linked (csscert.files): a concurrent first start sees either no file or the

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import fcntl
 import json
 import logging
+import os
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -24,15 +28,22 @@ from csscert.ca import Authority
 from csscert.ca.trust import TrustCache
 from csscert.errors import ConfigurationError, ResourceNotFound
 from csscert.feed import ChangeFeed
-from csscert.files import private_directory, write_replacing
+from csscert.files import write_replacing
 from csscert.identity import Directory, Identity
 from csscert.limits import Limits
 from csscert.model import CertificateAuthority, Project
 from csscert.sealing import MASTER_KEY_FILE, MasterKeyError, Sealer, load_master_key
 from csscert.settings import Settings
-from csscert.store import Conflict, SqlStore, migrate, open_store
+from csscert.store import Conflict, SqlStore, exclusive, migrate, open_store
 
-__all__ = ["BOOTSTRAP_FILE", "FirstStart", "Service"]
+__all__ = [
+    "BOOTSTRAP_FILE",
+    "FirstStart",
+    "NotInitialized",
+    "Service",
+    "no_data_message",
+    "prepare_data_dir",
+]
 
 log = logging.getLogger("csscert")
 
@@ -52,16 +63,107 @@ class FirstStart:
     credentials_file: Path
 
 
+class NotInitialized(ConfigurationError):
+    """The data directory or database was never initialised (``csscert init`` or ``serve``)."""
+
+
+def no_data_message(settings: Settings) -> str:
+    where = settings.data_dir.resolve()
+    if settings.uses_embedded_database:
+        what = f"no csscert data in {where}"
+    else:
+        what = f"the database {_safe_url(settings.sqlalchemy_url)} holds no csscert data"
+    return (
+        f"{what}: run 'csscert init' (or 'csscert serve') to create it, "
+        "or point at existing data with --data-dir or CSSCERT_DATA_DIR"
+    )
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password, for messages."""
+    from sqlalchemy import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL fails later with its own message
+        return "(unparsable URL)"
+
+
+def prepare_data_dir(settings: Settings, *, create: bool) -> None:
+    """Check the data directory before anything touches it; only ``create`` may make it.
+
+    Each failure is one :class:`ConfigurationError` that names the absolute path, the cause
+    and the fix (never ``[Errno 17]`` or SQLite's "unable to open database file").
+    """
+    if not settings.uses_embedded_database:
+        from sqlalchemy import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(settings.sqlalchemy_url)
+        except ArgumentError as exc:
+            raise ConfigurationError(
+                f"database error: {exc}; CSSCERT_DATABASE_URL must be a SQLAlchemy URL such as "
+                "postgresql+psycopg://user:password@host/db"
+            ) from exc
+    where = settings.data_dir.resolve()
+    if where.exists() and not where.is_dir():
+        raise ConfigurationError(
+            f"the data directory {where} is a file, not a directory: move the file away, "
+            "or point --data-dir or CSSCERT_DATA_DIR at a directory"
+        )
+    needed = settings.uses_embedded_database or settings.master_key is None
+    if not where.exists():
+        if not create:
+            if needed:
+                raise NotInitialized(no_data_message(settings))
+            return
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the data directory {where}: {exc.strerror or exc}; create it yourself "
+                "or point --data-dir or CSSCERT_DATA_DIR at a writable directory"
+            ) from exc
+    if create and not os.access(where, os.W_OK | os.X_OK):
+        raise ConfigurationError(
+            f"cannot write to the data directory {where} (permission denied): give the user running "
+            "csscert write access to it, or point --data-dir or CSSCERT_DATA_DIR at another directory"
+        )
+
+
+@contextmanager
+def _init_lock(settings: Settings, store: SqlStore) -> Iterator[None]:
+    """One first start at a time: two ``init``s (or an ``init`` and a ``serve``) started together,
+    on this host or on several hosts of one database, would otherwise both bootstrap a project,
+    user and access key (the database lock; the data directory's own lock keeps local files
+    such as the bootstrap credentials consistent)."""
+    where = settings.data_dir
+    with exclusive(store):
+        if not where.is_dir():
+            yield
+            return
+        with open(where / ".init.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class Service:
     """Owns the long-lived parts; one per process."""
 
     def __init__(self, settings: Settings, *, create: bool = False) -> None:
         self.settings = settings
-        if create:
-            private_directory(settings.data_dir)
         master = settings.master_key.get_secret_value() if settings.master_key else None
+        if master:
+            load_master_key(master, settings.data_dir, create=False)  # a malformed key says so first
+        prepare_data_dir(settings, create=create)
         self.sealer = Sealer(load_master_key(master, settings.data_dir, create=create))
-        self.store: SqlStore = open_store(settings)
+        if not create and settings.uses_embedded_database and not (settings.data_dir / "csscert.db").exists():
+            raise NotInitialized(no_data_message(settings))  # SQLite would create an empty one
+        self.store: SqlStore = open_store(settings, create=create)
         self.authority = Authority(self.store, self.sealer, settings)
         self.identity = Identity(self.store, self.sealer, settings)
         self.truststore_default_password = settings.truststore_default_password.get_secret_value()
@@ -76,22 +178,32 @@ class Service:
 
     # -- start-up -----------------------------------------------------------------------
 
-    def initialize(self, *, bootstrap: bool = False) -> FirstStart | None:
-        """Migrate, then create whatever a working deployment needs and does not have yet.
+    def initialize(
+        self, *, create: bool = True, bootstrap: bool = False, schema_only: bool = False
+    ) -> FirstStart | None:
+        """Migrate, then (with ``create``: ``serve``, ``init``) create whatever a working
+        deployment needs and does not have yet: the domain, token keys, the first CA(s).
 
-        With ``bootstrap`` (``csscert serve``), a data directory that was never served gets
-        the region's project, a first user and access key; the answer says what was made.
+        With ``bootstrap``, data that was never served gets the region's project, a first user
+        and access key; the answer says what was made. Without ``create``, a database nobody
+        initialised is refused instead of silently set up (it would get a CA of its own), except
+        with ``schema_only`` (``db upgrade``: an explicit request to build the schema there).
         """
+        if not create and not schema_only and self.store.schema_revision() is None:
+            raise NotInitialized(no_data_message(self.settings))
         migrate(self.store)
         self._check_master_key()
         self._reconcile_settings()
-        self.identity.default_domain()
-        self.identity.ensure_token_keys()
-        first: FirstStart | None = None
-        if bootstrap and self.store.get_meta("bootstrapped") is None:
-            first = self._bootstrap()
-            self.store.set_meta("bootstrapped", dt.datetime.now(dt.UTC).isoformat())
-        self.authority.ensure_all()
+        if not create:
+            return None
+        with _init_lock(self.settings, self.store):
+            self.identity.default_domain()
+            self.identity.ensure_token_keys()
+            first: FirstStart | None = None
+            if bootstrap and self.store.get_meta("bootstrapped") is None:
+                first = self._bootstrap()
+                self.store.set_meta("bootstrapped", dt.datetime.now(dt.UTC).isoformat())
+            self.authority.ensure_all()
         return first
 
     def _check_master_key(self) -> None:

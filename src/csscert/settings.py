@@ -27,34 +27,96 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CSSCERT_", extra="ignore")
 
-    data_dir: Path = Field(default=Path("csscert-data"), description="Where the SQLite file and keys live.")
+    data_dir: Path = Field(
+        default=Path("csscert-data"),
+        description="Data directory: the SQLite database, `master.key`, `bootstrap-credentials.json`, "
+        "the change signal and `--tls` files. Relative to the working directory: set it once "
+        "(e.g. an absolute path in your shell profile) so every command finds the same data.",
+    )
     database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; defaults to SQLite in the data directory."
+        default=None,
+        description="SQLAlchemy URL, e.g. `postgresql+psycopg://user:pw@host/db` (install the `postgres` "
+        "extra); default: SQLite in the data directory.",
     )
     master_key: SecretStr | None = Field(
-        default=None, description="Base64url 32-byte key sealing private keys; else a 0600 file."
+        default=None,
+        description="Base64url 32-byte key that seals every private key, secret key and token key; "
+        "default: generated once into `<data_dir>/master.key` (0600).",
     )
 
-    region: str = "local-1"
-    domain_name: str = "csscert"
+    region: str = Field(
+        default="local-1",
+        description="Region name; also the first project's name. Recorded on first start.",
+    )
+    domain_name: str = Field(
+        default="csscert",
+        description="Keystone domain of the users (`user_domain_name` / `project_domain_name` in "
+        "clients). Recorded on first start.",
+    )
 
-    ca_scope: CAScope = "region"
-    ca_key_type: KeyType = "rsa2048"
-    ca_validity_days: int = Field(default=3650, ge=1, le=36500)
-    ca_subject: str = "CN=CloudSearchService"
-    ca_expiry_warning_days: int = Field(default=90, ge=0, le=36500)
-    node_validity_days: int = Field(default=365, ge=1, le=3650)
+    ca_scope: CAScope = Field(
+        default="region",
+        description="`region`: one CA for every project, like the cloud; `project`: one CA per project.",
+    )
+    ca_key_type: KeyType = Field(
+        default="rsa2048",
+        description="Key of new CAs, and of certificates `cert issue` makes without `--key-type`.",
+    )
+    ca_validity_days: int = Field(default=3650, ge=1, le=36500, description="Validity of new CAs, in days.")
+    ca_subject: str = Field(default="CN=CloudSearchService", description="Subject of new CAs, RFC 4514.")
+    ca_expiry_warning_days: int = Field(
+        default=90,
+        ge=0,
+        le=36500,
+        description="Days before a CA's expiry from which `ca show` and the download warn.",
+    )
+    node_validity_days: int = Field(
+        default=365,
+        ge=1,
+        le=3650,
+        description="Default validity of issued certificates, in days (never past the CA's expiry).",
+    )
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
-    workers: int = Field(default=1, ge=1, le=64)
-    public_url: str | None = Field(default=None, description="Base URL clients reach us at (catalog).")
+    host: str = Field(
+        default="127.0.0.1", description="Address `serve` binds (`0.0.0.0` for every interface)."
+    )
+    port: int = Field(default=8080, ge=0, le=65535, description="Port `serve` listens on.")
+    workers: int = Field(default=1, ge=1, le=64, description="Server worker processes.")
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL clients reach csscert at (behind a proxy); goes into the Keystone "
+        "catalog. Default: the Host header clients send.",
+    )
+    tls: bool = Field(
+        default=False,
+        description="Serve HTTPS with a certificate csscert issues itself from its own CA for the "
+        "listening host (kept in `<data_dir>/tls/`, renewed on start when due).",
+    )
+    tls_cert: Path | None = Field(
+        default=None, description="Serve HTTPS with this PEM certificate chain (with `tls_key`)."
+    )
+    tls_key: Path | None = Field(default=None, description="The PEM private key of `tls_cert`.")
 
-    token_ttl_seconds: int = Field(default=86400, ge=60)
-    sdk_date_skew_seconds: int = Field(default=900, ge=1)
-    revision_poll_seconds: float = Field(default=2.0, gt=0)
-    truststore_default_password: SecretStr = SecretStr("changeit")
-    log_level: str = "INFO"
+    token_ttl_seconds: int = Field(default=86400, ge=60, description="Lifetime of issued tokens, in seconds.")
+    sdk_date_skew_seconds: int = Field(
+        default=900,
+        ge=1,
+        description="How far an AK/SK request's `X-Sdk-Date` may be from the server's clock, in seconds.",
+    )
+    revision_poll_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often each server checks the database for changes made on other hosts, in seconds.",
+    )
+    truststore_default_password: SecretStr = Field(
+        default=SecretStr("changeit"),
+        description="Password of `jks`/`p12` downloads without `?password=` (Java's default).",
+    )
+    log_level: str = Field(default="INFO", description="Server log level (DEBUG, INFO, WARNING, ERROR).")
+
+    @property
+    def serves_tls(self) -> bool:
+        return self.tls or self.tls_cert is not None
 
     # The database being away has defined behaviour (StoreUnavailable, a 503) instead of a hang.
     db_connect_timeout_seconds: float = Field(
@@ -72,27 +134,66 @@ class Settings(BaseSettings):
     )
 
     # -- limits on the server (docs: README "Limits"; the defaults no normal client meets) --
-    http: HttpMode = Field(default="1", description="HTTP/1.1 only; '2' or 'auto' opt into HTTP/2.")
-    header_read_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    max_connections: int = Field(default=8192, ge=16, le=1_000_000, description="Per worker.")
-    backlog: int = Field(default=4096, ge=128, le=65535)
-    max_header_bytes: int = Field(default=32 * 1024, ge=16 * 1024, le=1024 * 1024)
-    truststore_builders: int = Field(default=2, ge=1, le=64)
+    http: HttpMode = Field(
+        default="1",
+        description="HTTP/1.1 only; `2` or `auto` opt into HTTP/2 (cleartext; behind a proxy only).",
+    )
+    header_read_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="A request head must arrive within this; idle keep-alive ends too.",
+    )
+    body_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="A request body must arrive within this (total), else 408."
+    )
+    max_connections: int = Field(
+        default=8192,
+        ge=16,
+        le=1_000_000,
+        description="Open connections per worker (raises `ulimit -n` to fit).",
+    )
+    backlog: int = Field(
+        default=4096,
+        ge=128,
+        le=65535,
+        description="Connections the kernel queues before a worker accepts them.",
+    )
+    max_header_bytes: int = Field(
+        default=32 * 1024, ge=16 * 1024, le=1024 * 1024, description="Largest request head (431 past it)."
+    )
+    truststore_builders: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Truststores (jks/p12) built at once per worker, off the event loop.",
+    )
 
     # -- throttling (csscert.limits): N requests per S seconds ------------------------------
-    rate_limits: OnOff = "on"
-    rate_limit_credential: str = "1000/10"
-    rate_limit_login_user: str = "10/300"
-    rate_limit_login_address: str = "60/60"
+    rate_limits: OnOff = Field(
+        default="on", description="`off` turns every throttle off (behind a gateway that throttles already)."
+    )
+    rate_limit_credential: str = Field(
+        default="1000/10", description="Requests per credential (token or access key): N/seconds, then 429."
+    )
+    rate_limit_login_user: str = Field(
+        default="10/300", description="Password logins per user name: N/seconds, checked before argon2 runs."
+    )
+    rate_limit_login_address: str = Field(
+        default="60/60", description="Password logins per source address: N/seconds (looser than per user)."
+    )
     trusted_proxies: str = Field(
         default="", description="Comma-separated addresses/networks whose X-Forwarded-For is believed."
     )
 
     # -- what operators see ---------------------------------------------------------------
-    access_log: OnOff = "on"
-    metrics: MetricsAccess = "loopback"
-    metrics_token: SecretStr | None = None
+    access_log: OnOff = Field(default="on", description="One JSON line per request on standard error.")
+    metrics: MetricsAccess = Field(
+        default="loopback", description="Who may read `/metrics`: `loopback`, `on` (anyone), or `off`."
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="A bearer token that also opens `/metrics` (from anywhere)."
+    )
 
     @field_validator("region")
     @classmethod
@@ -152,7 +253,7 @@ class Settings(BaseSettings):
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.serves_tls else 'http'}://{host}:{self.port}"
 
     def to_environ(self) -> dict[str, str]:
         """Environment that recreates these settings in a child process (worker)."""

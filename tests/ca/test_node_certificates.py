@@ -229,22 +229,16 @@ def test_cert_issue_refuses_existing_files(server: CsscertServer, issued: Issued
     assert result.returncode == EXIT_ERROR
     assert "refusing to overwrite" in result.stderr and str(issued.key) in result.stderr
     assert {p.name: p.read_bytes() for p in issued.out.iterdir()} == before
-    # One existing file is enough (another node's ca.crt in the same directory).
+    # A ca.crt that is not this CA bundle is not replaced either (nor is anything issued).
+    other = issued.out.parent / "other-ca"
+    other.mkdir(exist_ok=True)
+    (other / "ca.crt").write_bytes(b"-----BEGIN CERTIFICATE-----\nnot ours\n-----END CERTIFICATE-----\n")
     result = server.cli(
-        "cert",
-        "issue",
-        "--project",
-        server.project_id,
-        "--name",
-        "node-2",
-        "--dns",
-        "localhost",
-        "--out",
-        str(issued.out),
-        check=False,
-    )
-    assert result.returncode == EXIT_ERROR and str(issued.bundle) in result.stderr
-    assert not (issued.out / "node-2.key").exists()
+        "cert", "issue", "--project", server.project_id, "--name", "node-2", "--dns", "localhost",
+        "--out", str(other), check=False,
+    )  # fmt: skip
+    assert result.returncode == EXIT_ERROR and str(other / "ca.crt") in result.stderr
+    assert not (other / "node-2.key").exists()
 
 
 def test_cert_issue_refuses_other_bad_input(server: CsscertServer, tmp_path: Path) -> None:

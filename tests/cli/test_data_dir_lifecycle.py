@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from support.server import EXIT_ERROR, CsscertServer, ServerFactory, clean_env, run_csscert
 
+from csscert.sealing import generate_master_key
+
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
@@ -147,6 +149,11 @@ def test_project_scope_gives_each_project_its_own_ca(make_server: ServerFactory)
 
 def test_db_upgrade_on_a_new_and_on_a_live_data_dir(eu_de_server: CsscertServer, tmp_path: Path) -> None:
     new = CsscertServer(data_dir=tmp_path / "data")
+    refused = new.cli("db", "upgrade", check=False)  # only init and serve create data
+    assert refused.returncode == 1
+    assert str(new.data_dir) in refused.stderr and "csscert init" in refused.stderr
+    assert not new.data_dir.exists()
+    new.cli("init")
     first = new.cli("db", "upgrade")
     revision = re.search(r"schema at revision (\S+)", first.stdout)
     assert revision, first.stdout
@@ -238,32 +245,40 @@ def test_an_expiry_warning_window_past_any_date_is_refused_at_start(server: Cssc
     assert result.returncode == EXIT_ERROR and "ca_expiry_warning_days" in result.stderr
 
 
-def test_serve_after_preparing_the_data_dir_with_the_cli(tmp_path: Path) -> None:
-    """`project create` / `user create` before the first `serve`: the first start adopts them."""
+def test_serve_after_preparing_the_data_dir_with_init(tmp_path: Path) -> None:
+    """`init`, then projects and users, then the first `serve`: it serves what was prepared."""
     prepared = CsscertServer(data_dir=tmp_path / "data")
-    project_id = prepared.cli("project", "create", "local-1").stdout.strip()
-    prepared.cli("user", "create", "csscert-admin", "--project", "local-1")
+    initialised = json.loads(prepared.cli("init", "--json").stdout)
+    assert initialised["created"] is True and initialised["data_dir"] == str(prepared.data_dir)
+    assert json.loads(prepared.cli("init", "--json").stdout)["created"] is False  # idempotent
+    extra = prepared.cli("project", "create", "extra").stdout.strip()
+    prepared.cli("user", "create", "ops", "--project", "extra")
     prepared.start()
     try:
-        assert prepared.project_id == project_id
-        assert "first start" in prepared.first_start_output
+        assert prepared.project_id == initialised["project_id"]
+        assert "first start" not in prepared.first_start_output  # init showed it already
         assert _get(prepared, prepared.token()).status_code == 200
+        assert _get(prepared, prepared.token("ops", extra), extra).status_code == 200
     finally:
         prepared.stop()
 
 
-def test_concurrent_first_commands_agree_on_one_master_key_and_ca(tmp_path: Path) -> None:
-    """Two commands racing on an empty data directory: one master key (0600), one CA, no debris."""
+def test_concurrent_first_inits_agree_on_one_master_key_and_ca(tmp_path: Path) -> None:
+    """Three `init`s racing on an empty data directory: one master key (0600), one CA, one
+    bootstrap user and access key, no debris."""
     data_dir = tmp_path / "data"
     plain_env = clean_env()
-    command = [sys.executable, "-m", "csscert", "--data-dir", str(data_dir), "ca", "show", "--json"]
+    command = [sys.executable, "-m", "csscert", "--data-dir", str(data_dir), "init", "--json"]
     procs = [
         subprocess.Popen(command, env=plain_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(3)
     ]
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outputs
-    assert len({json.loads(out)["fingerprint_sha256"] for out, _ in outputs}) == 1
+    assert sorted(json.loads(out)["created"] for out, _ in outputs) == [False, False, True]
+    server = CsscertServer(data_dir=data_dir)
+    assert len(server.cli_json("ca", "list")) == 1
+    assert len(server.cli_json("credential", "list")) == 1
     master = data_dir / "master.key"
     assert master.stat().st_mode & 0o777 == 0o600
     assert len(master.read_text().strip()) == 43  # 32 bytes, base64url without padding
@@ -292,6 +307,7 @@ def test_broken_setups_get_one_clear_line(tmp_path: Path) -> None:
     corrupt = CsscertServer(data_dir=tmp_path / "corrupt")
     corrupt.data_dir.mkdir()
     (corrupt.data_dir / "csscert.db").write_bytes(b"this is not SQLite" * 300)
+    (corrupt.data_dir / "master.key").write_text(generate_master_key() + "\n")
     bad_key = CsscertServer(data_dir=tmp_path / "bad-key")
     bad_key.data_dir.mkdir()
     (bad_key.data_dir / "master.key").write_text("not a key\n")

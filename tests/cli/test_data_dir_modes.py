@@ -62,7 +62,7 @@ def test_a_server_started_under_umask_0_keeps_everything_private(tmp_path: Path,
 
 def test_a_loosened_data_directory_is_tightened_on_the_next_start(tmp_path: Path, open_umask: None) -> None:
     server = CsscertServer(data_dir=tmp_path / "data", port=free_port())
-    server.cli("project", "list")  # creates the data directory, database and keys
+    server.cli("init")  # creates the data directory, database and keys
     os.chmod(server.data_dir, 0o755)
     for path in server.data_dir.iterdir():
         if path.is_file():

@@ -23,7 +23,7 @@ def test_a_database_behind_head_is_migrated(tmp_path: Path) -> None:
     """A data directory whose schema is missing (as after a failed first start) is rebuilt by
     `db upgrade`, and then every command works on it."""
     data = CsscertServer(data_dir=tmp_path / "data")
-    data.cli("db", "upgrade")
+    data.cli("init")
     with closing(sqlite3.connect(data.data_dir / "csscert.db")) as db, db:
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         for table in tables:
@@ -36,7 +36,7 @@ def test_a_database_behind_head_is_migrated(tmp_path: Path) -> None:
 
 def test_a_database_from_a_newer_csscert_is_refused_clearly(tmp_path: Path) -> None:
     data = CsscertServer(data_dir=tmp_path / "data")
-    data.cli("db", "upgrade")
+    data.cli("init")
     with closing(sqlite3.connect(data.data_dir / "csscert.db")) as db, db:
         db.execute("UPDATE alembic_version SET version_num = '0099'")
     for command in (["db", "upgrade"], ["project", "list"]):

@@ -7,6 +7,7 @@ without that variable, these tests are skipped; in CI (CI=true) a missing variab
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -82,13 +83,27 @@ def test_restart_keeps_the_ca_and_nothing_secret_is_stored_in_clear(pg_server: C
 
 
 def test_processes_racing_on_an_empty_postgresql_database_agree(tmp_path: Path) -> None:
+    """Three `init`s racing on an empty database (one data directory each, as three hosts would
+    have): the schema is built once, and they agree on one CA."""
     # the master key is shared by all three: 32 bytes, base64url
     env = clean_env(CSSCERT_DATABASE_URL=_fresh_database(), CSSCERT_MASTER_KEY="A" * 43)
-    command = [sys.executable, "-m", "csscert", "--data-dir", str(tmp_path / "d"), "ca", "show", "--json"]
     procs = [
-        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(3)
+        subprocess.Popen(
+            [sys.executable, "-m", "csscert", "--data-dir", str(tmp_path / f"d{i}"), "init", "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
     ]
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outputs
-    assert len({out for out, _ in outputs}) == 1
+    shown = [
+        subprocess.run(
+            [sys.executable, "-m", "csscert", "--data-dir", str(tmp_path / f"d{i}"), "ca", "list", "--json"],
+            env=env, capture_output=True, text=True, timeout=120, check=True,
+        ).stdout
+        for i in range(3)
+    ]  # fmt: skip
+    assert len(set(shown)) == 1 and len(json.loads(shown[0])) == 1

@@ -7,25 +7,32 @@ All signing happens here. The API asks the bundle module for what clients must t
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import get_args
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from csscert.audit import AuditEntry
 from csscert.ca.bundle import trusted_first
+from csscert.ca.csr import check_csr
 from csscert.ca.names import (
     REGION_SCOPE,
     AuthorityError,
+    build_subject,
+    common_name,
     parse_subject,
     scope_of,
     validate_dns_name,
     validate_ip,
+    validate_name,
 )
+from csscert.ca.profiles import PROFILES, ProfileRule, extended_key_usage
+from csscert.errors import ResourceNotFound
 from csscert.model import CAState, CertificateAuthority, IssuedCertificate, new_id
 from csscert.sealing import Sealer
 from csscert.settings import KeyType, Settings
@@ -62,13 +69,45 @@ def _seal_context(ca_id: str) -> str:
 
 @dataclass(frozen=True)
 class NodeCertificate:
-    """A node's key, its certificate chain and the CA file to hand to clients (all PEM)."""
+    """A certificate, its chain and the CA file to hand to clients (all PEM), and its key when
+    csscert generated it (None for a signed CSR). ``requested_days`` is set when the validity
+    asked for was cut to the CA's expiry."""
 
-    key_pem: bytes = field(repr=False)
+    key_pem: bytes | None = field(repr=False)
     cert_pem: bytes
     chain_pem: bytes
     ca_bundle_pem: bytes
     record: IssuedCertificate
+    requested_days: int | None = None
+
+
+@dataclass(frozen=True)
+class _Order:
+    """What to sign, once every name in it has been checked."""
+
+    project_id: str
+    name: str
+    subject: x509.Name
+    dns: tuple[str, ...]
+    ips: tuple[str, ...]
+    rule: ProfileRule
+    key_type: str
+    origin: str
+
+
+def _rule(profile: str) -> ProfileRule:
+    try:
+        return PROFILES[profile]
+    except KeyError:
+        raise AuthorityError(f"unknown profile {profile!r}; use node, client or admin") from None
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 class Authority:
@@ -145,10 +184,23 @@ class Authority:
         return dt.datetime.fromtimestamp(max(time.time(), int(last) + 1), dt.UTC).replace(microsecond=0)
 
     def find(self, fingerprint: str) -> CertificateAuthority:
-        wanted = fingerprint.lower().replace(":", "")
+        """The CA whose SHA-256 fingerprint starts with ``fingerprint`` (hex, colons optional,
+        either case, at least 8 digits so that a typo cannot pick a CA by chance)."""
+        wanted = fingerprint.strip().lower().replace(":", "")
+        rule = "give at least 8 hex digits of the SHA-256 fingerprint, colons optional"
+        if len(wanted) < 8 or any(c not in "0123456789abcdef" for c in wanted):
+            raise AuthorityError(f"{fingerprint!r} is too short or not hex: {rule} (see 'csscert ca list')")
         matches = [ca for ca in self._store.authorities() if ca.fingerprint_sha256.startswith(wanted)]
-        if len(wanted) < 8 or len(matches) != 1:
-            raise AuthorityError(f"no single CA has a SHA-256 fingerprint starting with {fingerprint!r}")
+        if not matches:
+            raise AuthorityError(
+                f"no single CA has a SHA-256 fingerprint starting with {fingerprint!r} (none matches); "
+                "see 'csscert ca list'"
+            )
+        if len(matches) > 1:
+            raise AuthorityError(
+                f"no single CA has a SHA-256 fingerprint starting with {fingerprint!r} ({len(matches)} "
+                f"match): {rule}, more of them"
+            )
         return matches[0]
 
     def unexpired_issued(self, ca: CertificateAuthority) -> list[IssuedCertificate]:
@@ -195,7 +247,7 @@ class Authority:
         self._store.retire_authority(ca.id, audit=AuditEntry("ca.retire", _ca(ca), "forced" if force else ""))
         return ca
 
-    # -- node certificates --------------------------------------------------------------
+    # -- node, client and admin certificates ------------------------------------------------
 
     def issue_node(
         self,
@@ -204,11 +256,14 @@ class Authority:
         dns_names: Sequence[str],
         ip_addresses: Sequence[str],
         *,
+        subject: x509.Name | None = None,
+        profile: str = "node",
         validity_days: int | None = None,
         key_type: KeyType | None = None,
+        origin: str = "cli",
         deliver: Callable[[NodeCertificate], None] | None = None,
     ) -> NodeCertificate:
-        """Sign a node certificate and hand it over, all or nothing.
+        """Generate a key, sign its certificate and hand both over, all or nothing.
 
         The record is written first, then ``deliver`` (e.g. writing the files) runs; if delivery
         fails the record is removed again and the error propagates. So a certificate that
@@ -216,13 +271,113 @@ class Authority:
         is not, except after a crash between the two steps, which leaves a record too many
         (the safe direction: ``ca retire`` then asks for ``--force``).
         """
-        if not name.strip() or len(name) > 64:
-            raise AuthorityError("node name must be 1 to 64 characters")
-        dns = [validate_dns_name(value) for value in dns_names]
-        ips = [validate_ip(value) for value in ip_addresses]
-        if not dns and not ips:
-            raise AuthorityError("give at least one --dns or --ip for the node certificate")
-        scope = self.scope_for(project_id)
+        name = validate_name(name.strip())
+        rule = _rule(profile)
+        dns = tuple(validate_dns_name(value) for value in dns_names)
+        ips = tuple(str(validate_ip(value)) for value in ip_addresses)
+        if rule.sans_required and not dns and not ips:
+            raise AuthorityError(
+                f"give at least one --dns or --ip for the {rule.name} certificate (clients check them)"
+            )
+        subject = subject if subject is not None else build_subject(name)
+        chosen: KeyType = key_type or self._settings.ca_key_type
+        key = generate_private_key(chosen)
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        order = _Order(project_id, name, subject, dns, ips, rule, chosen, origin)
+        return self._sign(order, key.public_key(), key_pem, validity_days, deliver)
+
+    def sign_request(
+        self,
+        project_id: str,
+        csr: bytes,
+        *,
+        profile: str = "node",
+        name: str | None = None,
+        validity_days: int | None = None,
+        deliver: Callable[[NodeCertificate], None] | None = None,
+    ) -> NodeCertificate:
+        """Sign a CSR (PEM or DER) under ``profile``, after :func:`check_csr` accepted it."""
+        rule = _rule(profile)
+        checked = check_csr(csr, rule)
+        if name is None:
+            name = common_name(checked.subject)
+            if name is None:
+                raise AuthorityError("the CSR's subject has no CN; name the certificate with --name")
+            try:
+                name = validate_name(name)
+            except AuthorityError as exc:
+                raise AuthorityError(
+                    f"the CSR's CN {name!r} is not usable as a certificate name; give one with --name"
+                ) from exc
+        else:
+            name = validate_name(name)
+        order = _Order(
+            project_id,
+            name,
+            checked.subject,
+            checked.dns_names,
+            checked.ip_addresses,
+            rule,
+            checked.key_type,
+            "csr",
+        )
+        return self._sign(order, checked.public_key, None, validity_days, deliver)
+
+    def renew(
+        self,
+        project_id: str,
+        name: str,
+        *,
+        validity_days: int | None = None,
+        deliver: Callable[[NodeCertificate], None] | None = None,
+    ) -> NodeCertificate:
+        """A new key and serial for the newest certificate called ``name``: same subject, names,
+        profile and key type, signed by the active CA."""
+        current = self.latest(project_id, name)
+        if current.origin == "csr":
+            raise AuthorityError(
+                f"{name} was signed from a CSR, so csscert never had its key: make a new CSR with a new "
+                "key and sign it with 'csscert cert sign --csr FILE'"
+            )
+        subject = parse_subject(current.subject) if current.subject else build_subject(name)
+        sans = [value for value in current.sans.split(",") if value]
+        ips = [value for value in sans if _is_ip(value)]
+        dns = [value for value in sans if not _is_ip(value)]
+        key_type = current.key_type if current.key_type in get_args(KeyType) else None
+        return self.issue_node(
+            project_id,
+            name,
+            dns,
+            ips,
+            subject=subject,
+            profile=current.profile,
+            validity_days=validity_days,
+            key_type=key_type,  # type: ignore[arg-type]
+            origin=current.origin,
+            deliver=deliver,
+        )
+
+    def certificates(self, project_id: str | None = None) -> list[IssuedCertificate]:
+        """Every certificate on record (oldest first), optionally of one project."""
+        return [c for c in self._store.issued() if project_id is None or c.project_id == project_id]
+
+    def latest(self, project_id: str, name: str) -> IssuedCertificate:
+        matches = [c for c in self._store.issued() if c.project_id == project_id and c.name == name]
+        if not matches:
+            raise ResourceNotFound(f"no certificate named {name!r} in this project; see 'csscert cert list'")
+        return max(matches, key=lambda c: c.created_at)
+
+    def _sign(
+        self,
+        order: _Order,
+        public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
+        key_pem: bytes | None,
+        validity_days: int | None,
+        deliver: Callable[[NodeCertificate], None] | None,
+    ) -> NodeCertificate:
+        scope = self.scope_for(order.project_id)
         signer = self.active(scope)
         ca_cert = x509.load_pem_x509_certificate(signer.cert_pem)
         ca_key = serialization.load_der_private_key(
@@ -230,45 +385,44 @@ class Authority:
         )
         if not isinstance(ca_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
             raise AuthorityError("the CA key has an unsupported type")
-        key = generate_private_key(key_type or self._settings.ca_key_type)
         now = _now()
         days = validity_days if validity_days is not None else self._settings.node_validity_days
         if days < 1:
             raise AuthorityError("validity must be at least one day")
         # Capped before the addition too, so a huge --days cannot overflow the date range.
-        days = min(days, (signer.not_after - now).days + 1)
-        not_after = min(now + dt.timedelta(days=days), signer.not_after)
+        capped = min(days, (signer.not_after - now).days + 1)
+        not_after = min(now + dt.timedelta(days=capped), signer.not_after)
         if not_after <= now:
             raise AuthorityError("the active CA has expired; rotate it before issuing")
-        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
-        sans += [x509.IPAddress(ip) for ip in ips]
+        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in order.dns]
+        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in order.ips]
         key_usage = x509.KeyUsage(
             digital_signature=True,
-            key_encipherment=isinstance(key, rsa.RSAPrivateKey),
+            key_encipherment=isinstance(public_key, rsa.RSAPublicKey),
             content_commitment=False,
             data_encipherment=False,
-            key_agreement=isinstance(key, ec.EllipticCurvePrivateKey),
+            key_agreement=isinstance(public_key, ec.EllipticCurvePublicKey),
             key_cert_sign=False,
             crl_sign=False,
             encipher_only=False,
             decipher_only=False,
         )
-        cert = (
+        builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name.strip())]))
+            .subject_name(order.subject)
             .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
+            .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - _BACKDATE)
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(key_usage, critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                critical=False,
-            )
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(extended_key_usage(order.rule), critical=False)
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        cert = (
+            builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
             )
@@ -277,29 +431,31 @@ class Authority:
         record = IssuedCertificate(
             serial=format(cert.serial_number, "x"),
             ca_id=signer.id,
-            project_id=project_id,
-            name=name.strip(),
-            sans=",".join([*dns, *(str(ip) for ip in ips)]),
+            project_id=order.project_id,
+            name=order.name,
+            sans=",".join([*order.dns, *order.ips]),
             fingerprint_sha256=_fingerprint(cert),
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
             created_at=now,
+            subject=cert.subject.rfc4514_string(),
+            profile=order.rule.name,
+            key_type=order.key_type,
+            status="valid",
+            origin=order.origin,
         )
         cert_pem = cert.public_bytes(serialization.Encoding.PEM)
         node = NodeCertificate(
-            key_pem=key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
+            key_pem=key_pem,
             cert_pem=cert_pem,
             chain_pem=cert_pem + signer.cert_pem,
             ca_bundle_pem=b"".join(ca.cert_pem for ca in self.trusted(scope)),
             record=record,
+            requested_days=days if capped < days else None,
         )
         audit = AuditEntry(
             "cert.issue",
-            f"node {record.name} serial {record.serial} project {project_id}",
+            f"node {record.name} serial {record.serial} project {record.project_id}",
             f"SANs {record.sans}; CA {signer.fingerprint_sha256[:16]}; until {record.not_after.isoformat()}",
         )
         self._store.record_issued(record, audit=audit)
@@ -313,6 +469,8 @@ class Authority:
                 )
                 self._store.delete_issued(record.serial, audit=withdrawn)
                 raise
+        # Only now is the new one in somebody's hands: older ones of that name become history.
+        self._store.supersede_issued(record)
         return node
 
     # -- internals ----------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 The root group lists each command group by name and loads its module only when it runs (one
 module per group, as step-ca's ``command/ca/*.go``): ``csscert --help`` imports no server,
-database or crypto code. Every error a command raises is turned into one line and an exit code
+database or crypto code, and no command imports rich, pydantic or SQLAlchemy before it needs
+them (``bench/cli.py`` measures it). Every error a command raises is turned into one line and an exit code
 in :meth:`CsscertGroup.invoke`, the only place that does so.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +27,18 @@ __all__ = ["cli", "main"]
 
 # name -> (module under csscert.cli, attribute, one-line help shown by `csscert --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "serve": ("serve", "serve", "Run the API server (creates the database, CA and first credentials)."),
+    "init": ("init", "init", "Create the data directory: database, CA, first project, user and keys."),
+    "serve": ("serve", "serve", "Run the API server (creates the data directory on first start)."),
     "db": ("db", "db", "Database schema."),
     "project": ("project", "project", "Projects (tenants)."),
     "ca": ("ca", "ca", "Certificate authorities."),
-    "cert": ("cert", "cert", "Node certificates signed by the active CA."),
-    "user": ("user", "user", "Users of the default domain."),
+    "cert": ("cert", "cert", "Node, client and admin certificates signed by the active CA."),
+    "opensearch-config": (
+        "opensearch",
+        "opensearch_config",
+        "Write opensearch.yml security lines for issued certificates.",
+    ),
+    "user": ("user", "user", "Users of the default domain and their projects."),
     "credential": ("credential", "credential", "Access keys (AK/SK) for SDK-HMAC-SHA256 signing."),
     "token": ("token", "token", "X-Auth-Token tokens (Fernet, 24 hours)."),
     "audit": ("audit", "audit", "The audit trail: every change, who made it, from where."),
@@ -93,4 +102,9 @@ def cli(ctx: click.Context, /, **options: Any) -> None:
 
 
 def main() -> None:
+    if not sys.warnoptions:
+        # Library warnings (e.g. cryptography's about a malformed certificate in a system CA
+        # file) are for developers; a person using the command gets one-line errors only.
+        # -W or PYTHONWARNINGS brings them back.
+        warnings.simplefilter("ignore")
     cli(auto_envvar_prefix=None)

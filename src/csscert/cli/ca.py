@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.markup import escape
-from rich.table import Table
 
-from csscert.ca import REGION_SCOPE
 from csscert.cli.common import service_for
-from csscert.cli.output import console, emit_json, err_console, fail, json_option
-from csscert.model import CAState, CertificateAuthority
-from csscert.service import Service
+from csscert.cli.output import colon, console, emit_json, fail, json_option, show_pairs, show_rows, warn
+
+if TYPE_CHECKING:
+    from csscert.model import CertificateAuthority
+    from csscert.service import Service
 
 
 def _scope(service: Service, project_ref: str | None) -> str:
+    from csscert.ca import REGION_SCOPE
+
     if service.settings.ca_scope == "region":
         return REGION_SCOPE
     if project_ref is None:
@@ -39,10 +40,6 @@ def _ca_json(ca: CertificateAuthority, warning_days: int) -> dict[str, Any]:
     }
 
 
-def colon(fp: str) -> str:
-    return ":".join(fp[i : i + 2] for i in range(0, len(fp), 2)).upper()
-
-
 @click.group()
 def ca() -> None:
     """Certificate authorities."""
@@ -61,19 +58,19 @@ def ca_show(ctx: click.Context, project_ref: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(info)
         return
-    table = Table(show_header=False, box=None)
-    table.add_row("subject", info["subject"])
-    table.add_row("fingerprint SHA-256", colon(info["fingerprint_sha256"]))
-    table.add_row("serial", info["serial"])
-    table.add_row("not before", info["not_before"])
-    table.add_row("not after", info["not_after"])
-    table.add_row("scope", f"{info['ca_scope']} ({info['scope']})")
-    table.add_row("state", info["state"])
-    console.print(table)
+    show_pairs(
+        [
+            ("subject", info["subject"]),
+            ("fingerprint SHA-256", colon(info["fingerprint_sha256"])),
+            ("serial", info["serial"]),
+            ("not before", info["not_before"]),
+            ("not after", info["not_after"]),
+            ("scope", f"{info['ca_scope']} ({info['scope']})"),
+            ("state", info["state"]),
+        ]
+    )
     if info["expires_soon"]:
-        err_console.print(
-            f"[bold yellow]warning:[/] this CA expires on {info['not_after']}; run 'csscert ca rotate'"
-        )
+        warn(f"this CA expires on {info['not_after']}; run 'csscert ca rotate'")
 
 
 @ca.command("list")
@@ -85,13 +82,19 @@ def ca_list(ctx: click.Context, project_ref: str | None, as_json: bool) -> None:
     with service_for(ctx) as service:
         days = service.settings.ca_expiry_warning_days
         cas = [_ca_json(c, days) for c in service.authority.authorities(_scope(service, project_ref))]
-    if as_json:
-        emit_json(cas)
-        return
-    table = Table("fingerprint SHA-256", "state", "not before", "not after", "subject")
-    for c in cas:
-        table.add_row(c["fingerprint_sha256"], c["state"], c["not_before"], c["not_after"], c["subject"])
-    console.print(table)
+    if not as_json:
+        cas = [{**c, "fingerprint_sha256": colon(c["fingerprint_sha256"])} for c in cas]
+    show_rows(
+        cas,
+        [
+            ("fingerprint_sha256", "fingerprint SHA-256"),
+            ("state", "state"),
+            ("not_before", "not before"),
+            ("not_after", "not after"),
+            ("subject", "subject"),
+        ],
+        as_json,
+    )
 
 
 @ca.command("rotate")
@@ -106,7 +109,7 @@ def ca_rotate(ctx: click.Context, project_ref: str | None, as_json: bool) -> Non
     if as_json:
         emit_json(info)
     else:
-        console.print(f"new active CA {colon(new.fingerprint_sha256)}; the previous one stays trusted")
+        console().print(f"new active CA {colon(new.fingerprint_sha256)}; the previous one stays trusted")
 
 
 @ca.command("retire")
@@ -115,19 +118,22 @@ def ca_rotate(ctx: click.Context, project_ref: str | None, as_json: bool) -> Non
 @json_option
 @click.pass_context
 def ca_retire(ctx: click.Context, fingerprint: str, force: bool, as_json: bool) -> None:
-    """Remove an old CA from the bundle (never the only or the newest one)."""
+    """Remove an old CA from the bundle (never the only or the newest one).
+
+    FINGERPRINT: at least 8 hex digits of its SHA-256 fingerprint, colons optional.
+    """
+    from csscert.model import CAState
+
     with service_for(ctx) as service:
         live = service.authority.unexpired_issued(service.authority.find(fingerprint))
         retired = service.authority.retire(fingerprint, force=force)
         info = _ca_json(replace(retired, state=CAState.RETIRED), service.settings.ca_expiry_warning_days)
     if live:
-        err_console.print(
-            f"[bold yellow]warning:[/] {len(live)} unexpired node certificate(s) signed by this CA are no "
-            "longer trusted by clients that re-download: "
-            f"{escape(', '.join(sorted({c.name for c in live})))}",
-            soft_wrap=True,
+        warn(
+            f"{len(live)} unexpired node certificate(s) signed by this CA are no longer trusted by "
+            f"clients that re-download: {', '.join(sorted({c.name for c in live}))}"
         )
     if as_json:
         emit_json({**info, "unexpired_node_certificates": [c.serial for c in live]})
     else:
-        console.print(f"retired CA {colon(retired.fingerprint_sha256)}")
+        console().print(f"retired CA {colon(retired.fingerprint_sha256)}")

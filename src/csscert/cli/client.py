@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import click
-from rich.markup import escape
 
-from csscert.cli.output import console, emit_json, err_console, fail, json_option
+from csscert.cli.output import console, emit_json, err_console, escape, fail, json_option, warn
+from csscert.files import NotARegularFile
 
 
 @click.command()
@@ -20,9 +19,15 @@ from csscert.cli.output import console, emit_json, err_console, fail, json_optio
 @click.option("--sk", default=None, envvar="CSSCERT_SK", help="Secret key [CSSCERT_SK].")
 @click.option("--format", "fmt", type=click.Choice(["pem", "der", "p7b", "jks", "p12", "json"]), default=None)
 @click.option("--password", default=None, help="Truststore password for jks/p12.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None)
-@click.option("--force", is_flag=True, help="Overwrite the output file.")
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    help="File to write (default: the server's file name); '-' is standard output.",
+)
+@click.option("--force", is_flag=True, help="Replace the output file (a regular file only).")
 @click.option("--cacert", default=None, help="CA file to verify an https endpoint.")
+@json_option
 def download(
     endpoint: str,
     project_id: str,
@@ -31,18 +36,24 @@ def download(
     sk: str | None,
     fmt: str | None,
     password: str | None,
-    output: Path | None,
+    output: str | None,
     force: bool,
     cacert: str | None,
+    as_json: bool,
 ) -> None:
     """Download the certificate through the API (token or AK/SK) and print its fingerprint."""
     from csscert.client import DownloadError
     from csscert.client import download as fetch
+    from csscert.files import publish_new, write_replacing
 
     if not token and not (ak and sk):
         fail("give --token, or --ak and --sk")
-    if output is not None and output.exists() and not force:
-        fail(f"{output} exists; pass --force to overwrite")
+    to_stdout = output == "-"
+    if to_stdout and as_json:
+        fail("-o - and --json would both write to standard output; give -o FILE with --json")
+    target = Path(output) if output and not to_stdout else None
+    if target is not None and (target.exists() or target.is_symlink()) and not force:
+        fail(f"{target} exists; pass --force to replace it")
     try:
         result = fetch(
             endpoint,
@@ -56,32 +67,48 @@ def download(
         )
     except DownloadError as exc:
         fail(str(exc))
-    is_json = result.content_type.startswith("application/json")
-    fallback = "CloudSearchService.json" if is_json else "CloudSearchService.cer"
-    target = output or Path(result.filename or fallback)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-    try:
-        tmp.write_bytes(result.body)
-        if force:
-            os.replace(tmp, target)
-        else:
-            os.link(tmp, target)  # fails if the file appeared meanwhile: never overwrite silently
-    except FileExistsError:
-        fail(f"{target} exists; pass --force to overwrite")
-    except OSError as exc:
-        fail(f"cannot write {target}: {exc.strerror or exc}")
-    finally:
-        tmp.unlink(missing_ok=True)
-    console.print(
-        f"wrote {escape(str(target))} ({len(result.body)} bytes, {escape(result.content_type)})",
-        soft_wrap=True,
+    if to_stdout:
+        sys.stdout.buffer.write(result.body)
+        sys.stdout.flush()
+    else:
+        is_json = result.content_type.startswith("application/json")
+        fallback = "CloudSearchService.json" if is_json else "CloudSearchService.cer"
+        target = target or Path(result.filename or fallback)
+        try:
+            if force:
+                write_replacing(target, result.body, 0o644)
+            else:
+                publish_new([(target, result.body, 0o644)])  # never overwrites what appeared meanwhile
+        except FileExistsError:
+            fail(f"{target} exists; pass --force to replace it")
+        except NotARegularFile:
+            fail(
+                f"{target} is not a regular file (a link, device or directory): refusing to replace it; "
+                "give -o - to write to standard output"
+            )
+    if result.warning:
+        warn(result.warning)
+    if as_json:
+        emit_json(
+            {
+                "file": str(target.resolve()) if target else None,
+                "bytes": len(result.body),
+                "content_type": result.content_type,
+                "fingerprints_sha256": [fp.replace(":", "").lower() for fp in result.fingerprints],
+                "etag": result.etag,
+                "request_id": result.request_id,
+                "warning": result.warning,
+            }
+        )
+        return
+    report = click.echo if not to_stdout else (lambda text: click.echo(text, err=True))
+    report(
+        f"wrote {target if target else 'standard output'} ({len(result.body)} bytes, {result.content_type})"
     )
     for fp in result.fingerprints:
-        console.print(f"  SHA-256 {fp}")
+        report(f"  SHA-256 {fp}")
     if not result.fingerprints:
-        err_console.print("[bold yellow]warning:[/] could not read any certificate from the download")
-    if result.warning:
-        err_console.print(f"[bold yellow]warning:[/] {escape(result.warning)}", soft_wrap=True)
+        warn("could not read any certificate from the download")
 
 
 @click.command()
@@ -96,7 +123,7 @@ def verify(url: str, cafile: str, as_json: bool) -> None:
     if as_json:
         emit_json(result.__dict__)
     else:
-        out = console if result.ok else err_console
+        out = console() if result.ok else err_console()
         verdict = "[bold green]OK[/]" if result.ok else "[bold red]FAILED[/]"
         where = escape(f"{result.host}:{result.port}")
         out.print(f"{verdict} {where}: {escape(result.reason)}", soft_wrap=True)

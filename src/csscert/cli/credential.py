@@ -28,9 +28,9 @@ def credential_create(ctx: click.Context, user_ref: str, description: str, as_js
     if as_json:
         emit_json({"access": key.access, "secret": secret, "user_id": key.user_id})
     else:
-        console.print(f"AK {key.access}")
-        console.print(f"SK {secret}")
-        err_console.print("the secret key is not shown again")
+        console().print(f"AK {key.access}")
+        console().print(f"SK {secret}")
+        err_console().print("the secret key is not shown again")
 
 
 @credential.command("list")
@@ -66,7 +66,7 @@ def credential_list(
                ("description", "description"), ("created_at", "created")]  # fmt: skip
     show_rows(rows, columns, as_json)
     if more:
-        err_console.print(f"more keys follow: --after {rows[-1]['access']}", soft_wrap=True)
+        err_console().print(f"more keys follow: --after {rows[-1]['access']}", soft_wrap=True)
 
 
 def _credential_switch(enabled: bool) -> Callable[..., None]:
@@ -75,7 +75,7 @@ def _credential_switch(enabled: bool) -> Callable[..., None]:
     def command(ctx: click.Context, access: str) -> None:
         with service_for(ctx) as service:
             service.identity.set_credential_enabled(access, enabled)
-        console.print(f"access key {access} {'enabled' if enabled else 'disabled'}")
+        console().print(f"access key {access} {'enabled' if enabled else 'disabled'}")
 
     return command
 
@@ -91,4 +91,4 @@ def credential_delete(ctx: click.Context, access: str) -> None:
     """Delete an access key."""
     with service_for(ctx) as service:
         service.identity.delete_credential(access)
-    console.print(f"access key {access} deleted")
+    console().print(f"access key {access} deleted")

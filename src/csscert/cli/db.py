@@ -16,9 +16,10 @@ def db() -> None:
 @db.command("upgrade")
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
-    """Migrate the schema to the newest revision."""
+    """Migrate the schema to the newest revision (also builds it in an empty database, e.g. a new
+    PostgreSQL database; the data directory must exist: 'csscert init' makes one)."""
     from csscert.store import migrate
 
-    with service_for(ctx) as service:
+    with service_for(ctx, schema_only=True) as service:
         head = migrate(service.store)
-    console.print(f"schema at revision {head}")
+    console().print(f"schema at revision {head}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
 from csscert.cli.common import service_for
 from csscert.cli.output import console, emit_json, json_option
@@ -43,7 +42,9 @@ def project_list(ctx: click.Context, as_json: bool) -> None:
             ]
         )
         return
+    from rich.table import Table
+
     table = Table("id", "name", "enabled", "created")
     for p in projects:
         table.add_row(p.id, p.name, "yes" if p.enabled else "no", p.created_at.isoformat(timespec="seconds"))
-    console.print(table)
+    console().print(table)

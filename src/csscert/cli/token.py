@@ -46,7 +46,7 @@ def token_revoke(ctx: click.Context, token_value: str | None) -> None:
     value = token_value or sys.stdin.readline().strip()
     with service_for(ctx) as service:
         claims = service.identity.revoke_token(value)
-    console.print(f"token {claims.audit_id} revoked")
+    console().print(f"token {claims.audit_id} revoked")
 
 
 @token.command("rotate-keys")
@@ -56,4 +56,4 @@ def token_rotate_keys(ctx: click.Context, keep: int) -> None:
     """New primary token key; tokens signed by keys beyond --keep are revoked."""
     with service_for(ctx) as service:
         service.identity.rotate_token_keys(keep)
-    console.print("token keys rotated")
+    console().print("token keys rotated")

@@ -1,4 +1,4 @@
-"""``csscert user``: users of the default domain."""
+"""``csscert user``: users of the default domain, and the projects granted to them."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
 
 from csscert.cli.common import service_for
-from csscert.cli.output import console, emit_json, err_console, fail, json_option, show_rows
+from csscert.cli.output import console, emit_json, err_console, escape, fail, json_option, show_rows
 
 
 @click.group()
@@ -36,7 +35,7 @@ def user_create(
     if as_json:
         emit_json({"id": created.id, "name": created.name, "projects": sorted(created.project_ids)})
     else:
-        console.print(f"user {created.name} ({created.id}) created")
+        console().print(f"user {created.name} ({created.id}) created")
 
 
 @user.command("list")
@@ -63,7 +62,7 @@ def user_list(ctx: click.Context, after: str | None, limit: int, as_json: bool) 
                ("projects", "projects")]  # fmt: skip
     show_rows(rows, columns, as_json)
     if more:
-        err_console.print(f"more users follow: --after {escape(rows[-1]['name'])}", soft_wrap=True)
+        err_console().print(f"more users follow: --after {escape(rows[-1]['name'])}", soft_wrap=True)
 
 
 def _user_switch(enabled: bool) -> Callable[..., None]:
@@ -72,13 +71,43 @@ def _user_switch(enabled: bool) -> Callable[..., None]:
     def command(ctx: click.Context, name: str) -> None:
         with service_for(ctx) as service:
             service.identity.set_user_enabled(name, enabled)
-        console.print(f"user {name} {'enabled' if enabled else 'disabled'}")
+        console().print(f"user {name} {'enabled' if enabled else 'disabled'}")
 
     return command
 
 
 user.command("disable", help="Disable a user: its tokens and keys stop working at once.")(_user_switch(False))
 user.command("enable", help="Enable a user again.")(_user_switch(True))
+
+
+@user.command("grant")
+@click.argument("name")
+@click.option("--project", "project_ref", required=True, help="Project (id or name).")
+@json_option
+@click.pass_context
+def user_grant(ctx: click.Context, name: str, project_ref: str, as_json: bool) -> None:
+    """Let a user work in one more project (tokens and AK/SK requests)."""
+    with service_for(ctx) as service:
+        user, project = service.identity.grant(name, project_ref)
+    if as_json:
+        emit_json({"user": user.name, "project_id": project.id, "project": project.name, "granted": True})
+    else:
+        console().print(f"user {user.name} may use project {project.name} ({project.id})", markup=False)
+
+
+@user.command("revoke-grant")
+@click.argument("name")
+@click.option("--project", "project_ref", required=True, help="Project (id or name).")
+@json_option
+@click.pass_context
+def user_revoke_grant(ctx: click.Context, name: str, project_ref: str, as_json: bool) -> None:
+    """Take a project from a user; its tokens for it stop working at once. Never the last one."""
+    with service_for(ctx) as service:
+        user, project = service.identity.revoke_grant(name, project_ref)
+    if as_json:
+        emit_json({"user": user.name, "project_id": project.id, "project": project.name, "granted": False})
+    else:
+        console().print(f"user {user.name} no longer has project {project.name} ({project.id})", markup=False)
 
 
 @user.command("delete")
@@ -88,7 +117,7 @@ def user_delete(ctx: click.Context, name: str) -> None:
     """Delete a user and its access keys."""
     with service_for(ctx) as service:
         service.identity.delete_user(name)
-    console.print(f"user {name} deleted")
+    console().print(f"user {name} deleted")
 
 
 @user.command("set-password")
@@ -99,7 +128,7 @@ def user_set_password(ctx: click.Context, name: str) -> None:
     password = sys.stdin.readline().rstrip("\r\n")
     with service_for(ctx) as service:
         service.identity.set_password(name, password)
-    console.print(f"password of {name} set")
+    console().print(f"password of {name} set")
 
 
 @user.command("import")
@@ -154,6 +183,6 @@ def user_import(ctx: click.Context, source: Path, credentials_out: Path | None, 
     if as_json:
         emit_json({"imported": count, "credentials_file": str(credentials_out) if credentials_out else None})
     else:
-        console.print(f"imported {count} user(s)")
+        console().print(f"imported {count} user(s)")
         if credentials_out is not None:
-            console.print(f"credentials in {escape(str(credentials_out))} (mode 0600; shown nowhere else)")
+            console().print(f"credentials in {escape(str(credentials_out))} (mode 0600; shown nowhere else)")

@@ -15,7 +15,7 @@ from cryptography.fernet import Fernet
 
 from csscert.audit import AuditEntry
 from csscert.bulk import ImportedUser
-from csscert.errors import AccessDenied, InvalidRequest, ResourceNotFound
+from csscert.errors import AccessDenied, Conflict, InvalidRequest, ResourceNotFound
 from csscert.identity.credentials import generate_access_key, generate_secret_key, hash_password, sk_context
 from csscert.identity.directory import mint_token, token_codec
 from csscert.identity.tokens import IssuedToken, TokenClaims, TokenCodec, fernet_context
@@ -31,7 +31,7 @@ from csscert.model import (
 )
 from csscert.sealing import Sealer
 from csscert.settings import Settings
-from csscert.store import NotFound, SqlStore
+from csscert.store import LastGrant, NotFound, SqlStore
 
 __all__ = ["Identity", "NewCredential"]
 
@@ -144,6 +144,43 @@ class Identity:
             f"projects {', '.join(project_ids)}; password {'set' if password_hash else 'none'}",
         )
         return self._store.create_user(user_id, name, domain_id, password_hash, project_ids, audit=audit)
+
+    def grant(self, user_ref: str, project_ref: str) -> tuple[User, Project]:
+        """Let a user take tokens for (and sign requests in) one more project."""
+        user = self.resolve_user(user_ref)
+        project = self.resolve_project(project_ref)
+        try:
+            self._store.grant(
+                user.id, project.id, audit=AuditEntry("user.grant", _user(user), f"project {project.name}")
+            )
+        except Conflict as exc:
+            raise Conflict(f"user {user.name} already has project {project.name}") from exc
+        return user, project
+
+    def revoke_grant(self, user_ref: str, project_ref: str) -> tuple[User, Project]:
+        """Take a project from a user: its tokens for that project and its AK/SK requests there
+        are refused from the next request on (the read model checks grants on every request).
+
+        A user keeps at least one project, as ``user create`` demands: a user with none could
+        still log in but never use anything, which looks like a bug; ``user disable`` or
+        ``user delete`` say what is meant.
+        """
+        user = self.resolve_user(user_ref)
+        project = self.resolve_project(project_ref)
+        try:
+            self._store.revoke_grant(
+                user.id,
+                project.id,
+                audit=AuditEntry("user.revoke-grant", _user(user), f"project {project.name}"),
+            )
+        except NotFound as exc:
+            raise ResourceNotFound(f"user {user.name} does not have project {project.name}") from exc
+        except LastGrant as exc:
+            raise LastGrant(
+                f"{project.name} is the only project of {user.name}; grant another first, or use "
+                f"'csscert user disable {user.name}' or 'user delete' to take all access away"
+            ) from exc
+        return user, project
 
     def set_password(self, user_ref: str, password: str) -> None:
         """A new password; like Keystone, tokens issued before stop working."""

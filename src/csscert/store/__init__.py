@@ -22,6 +22,7 @@ from csscert.store.sql import (
     NOTIFY_CHANNEL,
     ChangesPruned,
     Conflict,
+    LastGrant,
     NotFound,
     SqlStore,
     StoreUnavailable,
@@ -34,10 +35,12 @@ __all__ = [
     "NOTIFY_CHANNEL",
     "ChangesPruned",
     "Conflict",
+    "LastGrant",
     "NotFound",
     "SchemaError",
     "SqlStore",
     "StoreUnavailable",
+    "exclusive",
     "head_revision",
     "migrate",
     "open_store",
@@ -52,13 +55,15 @@ HINT_FILE = "revision.hint"
 _VERSIONS = Path(__file__).parent / "migrations" / "versions"
 
 
-def open_store(settings: Settings) -> SqlStore:
-    """The store of ``settings``. The data directory is made private on the way (0700, files in
-    it 0600, existing ones tightened), and an SQLite file is created 0600 before SQLite opens it
-    (its -wal and -shm files then get the same mode)."""
+def open_store(settings: Settings, *, create: bool = True) -> SqlStore:
+    """The store of ``settings``; only with ``create`` is a missing data directory made (the
+    CLI's read and admin commands pass False: they never conjure up new data). The data directory
+    is made private on the way (0700, files in it 0600, existing ones tightened), and an SQLite
+    file is created 0600 before SQLite opens it (its -wal and -shm files then get the same mode)."""
     hint = None
-    if settings.uses_embedded_database or settings.data_dir.exists():
+    if (create and settings.uses_embedded_database) or settings.data_dir.is_dir():
         private_directory(settings.data_dir)
+    if settings.data_dir.is_dir():
         hint = settings.data_dir / HINT_FILE
     url = make_url(settings.sqlalchemy_url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
@@ -132,9 +137,11 @@ _PG_MIGRATION_LOCK = 0x637373636572  # "csscer": one advisory lock id for every 
 
 
 @contextmanager
-def _migration_lock(store: SqlStore) -> Iterator[None]:
-    """One migrator at a time: processes starting together on a new database would otherwise
-    all see an empty schema and race to create it."""
+def exclusive(store: SqlStore) -> Iterator[None]:
+    """One process at a time for this database, on every host that shares it (a PostgreSQL
+    advisory lock; for SQLite a file lock beside the database). Migrations and first starts take
+    it: processes starting together on a new database would otherwise all see an empty schema,
+    or no bootstrap yet, and race to create it."""
     url = make_url(store.url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         fd = os.open(f"{url.database}.migrate.lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -164,7 +171,7 @@ def migrate(store: SqlStore) -> str:
     head = head_revision()
     if head is not None and store.schema_revision() == head:
         return head  # nothing to do (the common case for every CLI command and start)
-    with _migration_lock(store):
+    with exclusive(store):
         return _migrate_locked(store, head)
 
 

@@ -107,6 +107,12 @@ issued_certificates = Table(
     Column("not_before", DateTime(timezone=True), nullable=False),
     Column("not_after", DateTime(timezone=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Since migration 0003: what `cert list`, `cert renew` and `opensearch-config` need.
+    Column("subject", Text, nullable=False, server_default=""),
+    Column("profile", String(16), nullable=False, server_default="node"),
+    Column("key_type", String(16), nullable=False, server_default=""),
+    Column("status", String(16), nullable=False, server_default="valid"),
+    Column("origin", String(16), nullable=False, server_default="cli"),
     Index("ix_issued_certificates_project_name", "project_id", "name"),  # 0002
 )
 

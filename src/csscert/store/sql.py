@@ -58,7 +58,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from csscert.audit import AuditEntry, current_actor
-from csscert.errors import Conflict, CsscertError, ResourceNotFound, ServiceUnavailable
+from csscert.errors import Conflict, CsscertError, InvalidRequest, ResourceNotFound, ServiceUnavailable
 from csscert.model import (
     AccessKey,
     AuditRecord,
@@ -79,6 +79,7 @@ __all__ = [
     "NOTIFY_CHANNEL",
     "ChangesPruned",
     "Conflict",
+    "LastGrant",
     "NotFound",
     "SqlStore",
     "StoreUnavailable",
@@ -96,6 +97,10 @@ R = TypeVar("R")
 
 class NotFound(ResourceNotFound):
     """The record to change does not exist (callers usually re-raise it naming what they looked for)."""
+
+
+class LastGrant(InvalidRequest):
+    """Revoking this grant would leave a user without any project."""
 
 
 class StoreUnavailable(ServiceUnavailable):
@@ -376,8 +381,11 @@ class SqlStore:
         try:
             with self.engine.connect() as conn:
                 value = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        except (OperationalError, ProgrammingError):
-            return None
+        except (OperationalError, ProgrammingError) as exc:
+            message = str(exc.orig).lower()
+            if "no such table" in message or "does not exist" in message:
+                return None  # an empty database
+            raise  # a full disk, a read-only file, an unreachable server: not "empty"
         return None if value is None else str(value)
 
     def revision(self) -> int:
@@ -710,6 +718,19 @@ class SqlStore:
         except IntegrityError as exc:
             raise Conflict("the user already has that project") from exc
 
+    def revoke_grant(self, user_id: str, project_id: str, *, audit: AuditEntry | None = None) -> None:
+        """Take ``project_id`` from the user, but never its last project (one transaction, so two
+        concurrent revocations cannot both pass the check)."""
+        g = t.grants
+        with self._write(audit) as tx:
+            held = {r.project_id for r in tx.execute(select(g.c.project_id).where(g.c.user_id == user_id))}
+            if project_id not in held:
+                raise NotFound("the user does not have that project")
+            if len(held) == 1:
+                raise LastGrant("that is the user's only project")
+            tx.execute(delete(g).where(g.c.user_id == user_id, g.c.project_id == project_id))
+            tx.changed("user", user_id)
+
     def set_user_enabled(self, user_id: str, enabled: bool, *, audit: AuditEntry | None = None) -> None:
         with self._write(audit) as tx:
             result = tx.execute(update(t.users).where(t.users.c.id == user_id).values(enabled=enabled))
@@ -1014,9 +1035,32 @@ class SqlStore:
                     not_before=cert.not_before,
                     not_after=cert.not_after,
                     created_at=cert.created_at,
+                    subject=cert.subject,
+                    profile=cert.profile,
+                    key_type=cert.key_type,
+                    status=cert.status,
+                    origin=cert.origin,
                 )
             )
             tx.changed("issued", cert.serial)
+
+    def supersede_issued(self, newest: IssuedCertificate, *, audit: AuditEntry | None = None) -> None:
+        """Mark every other valid certificate of ``newest``'s project and name as superseded."""
+        ic = t.issued_certificates
+        with self._write(audit) as tx:
+            superseded = tx.execute(
+                update(ic)
+                .where(
+                    ic.c.project_id == newest.project_id,
+                    ic.c.name == newest.name,
+                    ic.c.serial != newest.serial,
+                    ic.c.status == "valid",
+                )
+                .values(status="superseded")
+                .returning(ic.c.serial)
+            ).scalars()
+            for serial in superseded:
+                tx.changed("issued", serial)
 
     def delete_issued(self, serial: str, *, audit: AuditEntry | None = None) -> None:
         with self._write(audit) as tx:
@@ -1129,6 +1173,11 @@ def _issued(r: Any) -> IssuedCertificate:
         not_before=_utc(r.not_before),
         not_after=_utc(r.not_after),
         created_at=_utc(r.created_at),
+        subject=r.subject,
+        profile=r.profile,
+        key_type=r.key_type,
+        status=r.status,
+        origin=r.origin,
     )
 
 
