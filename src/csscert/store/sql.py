@@ -310,8 +310,11 @@ class SqlStore:
         and the audit log line."""
         record: dict[str, Any] | None = None
         with self.engine.begin() as conn:
-            rev = self._bump(conn)
+            # PostgreSQL: lifted first, since waiting for the revision row lock behind a long
+            # write (an import) is normal. (Only SQL for PostgreSQL: on SQLite the bump below
+            # is still the first statement, so SQLite takes its write lock before any read.)
             self._no_statement_timeout(conn)
+            rev = self._bump(conn)
             tx = _Tx(conn, rev, _now())
             yield tx
             if audit is not None and not tx.unchanged:
