@@ -193,22 +193,26 @@ def test_a_frozen_database_leaves_cached_answers_served_and_the_rest_503_then_re
     _check_recovery(deployment, unseen[0], user)
 
 
-def test_a_revocation_made_just_before_the_database_stops_is_never_accepted(
+def test_a_revocation_heard_before_the_database_stops_is_not_forgotten_during_the_outage(
     deployment: Deployment,
 ) -> None:
     token = deployment.fresh_token()
     for host in (deployment.a, deployment.b):
         assert download(host, token, deployment.project_id).status_code == 200
     assert revoke(deployment.a, token).status_code == 204
-    # The stop comes within the propagation bound (100 ms at p99): the other host has heard of
-    # the revocation (NOTIFY) but need not have applied it. A host cannot refuse a change it never
-    # heard of, so stopping before the push could arrive would test nothing csscert can promise.
-    time.sleep(0.1)
+    # Both hosts have heard of it (the push takes milliseconds; bounded here generously, since the
+    # propagation delay is measured by the benchmark, not asserted in a test) ...
+    for host in (deployment.a, deployment.b):
+        assert status_within(401, 5, download, host, token, deployment.project_id) is not None
+    # ... and then the database goes away: neither may forget it (a refusal is kept in memory, not
+    # looked up again), and neither answers 500 or waits past the deadline.
     with stopped(deployment.cluster):
         for _ in range(3):
             for host in (deployment.a, deployment.b):
                 answer = timed(download, host, token, deployment.project_id)
-                assert answer.status_code in (401, 503), f"{host.url} accepted a revoked token"
+                assert answer.status_code in (401, 503), (
+                    f"{host.url} ({'a' if host is deployment.a else 'b'}) accepted a revoked token"
+                )
             time.sleep(0.3)
     for host in (deployment.a, deployment.b):
         assert status_within(401, 20, download, host, token, deployment.project_id) is not None
