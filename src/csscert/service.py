@@ -167,6 +167,8 @@ class Service:
         self.authority = Authority(self.store, self.sealer, settings)
         self.identity = Identity(self.store, self.sealer, settings)
         self.truststore_default_password = settings.truststore_default_password.get_secret_value()
+        # Truststores built at once, off the event loop (api/download.py): a bound per worker.
+        self.truststore_builders = asyncio.Semaphore(settings.truststore_builders)
         self.limits = Limits(
             enabled=settings.rate_limits == "on",
             credential=settings.rate_limit_credential,

@@ -96,30 +96,13 @@ def _build(bundle: TrustBundle, fmt: str, password: str) -> Representation:
     )
 
 
-def representation(
-    bundle: TrustBundle, fmt: str, password: str | None, default_password: str, now: float
-) -> Representation:
-    """The representation of ``bundle`` in ``fmt``, built once per bundle (and password), here."""
-    key, password = _key(bundle, fmt, password, default_password)
-    return _cached(bundle, key, now) or _keep(bundle, key, _build(bundle, fmt, password))
-
-
-def _key(
-    bundle: TrustBundle, fmt: str, password: str | None, default_password: str
-) -> tuple[tuple[str, bytes], str]:
+def _key(fmt: str, password: str | None, default_password: str) -> tuple[tuple[str, bytes], str]:
     """The cache key of a representation (no password stays in memory: only its hash) and the
     password to build it with."""
     if fmt in TRUSTSTORE_FORMATS:
         password = password or default_password
         return (fmt, hashlib.sha256(password.encode()).digest()), password
     return (fmt, b""), ""
-
-
-def _cached(bundle: TrustBundle, key: tuple[str, bytes], now: float) -> Representation | None:
-    rep = bundle.representations.get(key)
-    if rep is None or rep.rebuild_at <= now:  # type: ignore[attr-defined]
-        return None
-    return rep  # type: ignore[return-value]
 
 
 def _keep(bundle: TrustBundle, key: tuple[str, bytes], rep: Representation) -> Representation:
@@ -130,17 +113,11 @@ def _keep(bundle: TrustBundle, key: tuple[str, bytes], rep: Representation) -> R
     return rep
 
 
-_builders: asyncio.Semaphore | None = None
-
-
 async def _built_off_loop(service: Service, bundle: TrustBundle, fmt: str, password: str) -> Representation:
     """A truststore costs milliseconds of CPU (PBKDF2 and MACs): it is built on a thread, never
     on the event loop, and at most ``truststore_builders`` at a time per worker (one caller with
     a new password per request then waits for a builder instead of taking the worker)."""
-    global _builders
-    if _builders is None:
-        _builders = asyncio.Semaphore(service.settings.truststore_builders)
-    async with _builders:
+    async with service.truststore_builders:
         return await asyncio.to_thread(_build, bundle, fmt, password)
 
 
@@ -178,16 +155,14 @@ async def download(service: Service, request: Request) -> Response:
     bundle = trust.cached(project_id) or await trust.bundle(project_id)
     if bundle is None:
         raise ResourceNotFound("the project has no certificate authority yet")
-    key = (fmt, b"") if password is None and fmt not in TRUSTSTORE_FORMATS else None
-    if key is None:
-        key, password = _key(bundle, fmt, password, service.truststore_default_password)
+    key, password = _key(fmt, password, service.truststore_default_password)
     rep: Representation | None = bundle.representations.get(key)  # type: ignore[assignment]
     if rep is not None and rep.rebuild_at > now:
         _REPRESENTATION_STATS[0] += 1
     else:
         _REPRESENTATION_STATS[1] += 1
         if fmt in TRUSTSTORE_FORMATS:
-            rep = _keep(bundle, key, await _built_off_loop(service, bundle, fmt, password or ""))
+            rep = _keep(bundle, key, await _built_off_loop(service, bundle, fmt, password))
         else:
             rep = _keep(bundle, key, _build(bundle, fmt, ""))
     rid = request.request_id

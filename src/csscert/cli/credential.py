@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from csscert.cli.common import service_for
-from csscert.cli.output import console, emit_json, err_console, json_option, show_rows
+from csscert.cli.output import console, emit_json, err_console, json_option, show_page
 
 
 @click.group()
@@ -47,11 +47,10 @@ def credential_list(
         if user_ref is not None:
             keys = service.identity.credentials(user_ref)
         else:
-            keys = service.store.access_keys_page(after, limit + 1)
+            keys = service.identity.credentials_page(after, limit + 1)
         more = len(keys) > limit
         keys = keys[:limit]
-        owners = {uid: service.store.user(uid) for uid in {k.user_id for k in keys}}
-        names = {uid: user.name for uid, user in owners.items() if user is not None}
+        names = service.identity.user_names(k.user_id for k in keys)
     rows: list[dict[str, Any]] = [
         {
             "access": k.access,
@@ -64,9 +63,7 @@ def credential_list(
     ]
     columns = [("access", "access key"), ("user", "user"), ("enabled", "enabled"),
                ("description", "description"), ("created_at", "created")]  # fmt: skip
-    show_rows(rows, columns, as_json)
-    if more:
-        err_console().print(f"more keys follow: --after {rows[-1]['access']}", soft_wrap=True)
+    show_page(rows, columns, as_json, more=more, cursor="access", what="keys")
 
 
 def _credential_switch(enabled: bool) -> Callable[..., None]:

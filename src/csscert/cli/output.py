@@ -26,6 +26,7 @@ __all__ = [
     "escape",
     "fail",
     "json_option",
+    "show_page",
     "show_pairs",
     "show_rows",
     "warn",
@@ -87,6 +88,22 @@ def show_rows(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]
     for row in rows:
         table.add_row(*(escape(_cell(row.get(key))) for key, _ in columns))
     console().print(table)
+
+
+def show_page(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[tuple[str, str]],
+    as_json: bool,
+    *,
+    more: bool,
+    cursor: str,
+    what: str,
+) -> None:
+    """One page of a listing (:func:`show_rows`) and, when more follow, the ``--after`` that
+    continues it (on standard error, so a script's JSON stays one document)."""
+    show_rows(rows, columns, as_json)
+    if more and rows:
+        err_console().print(f"more {what} follow: --after {escape(str(rows[-1][cursor]))}", soft_wrap=True)
 
 
 def show_pairs(pairs: Sequence[tuple[str, str]]) -> None:

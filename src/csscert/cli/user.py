@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from csscert.cli.common import service_for
-from csscert.cli.output import console, emit_json, err_console, escape, fail, json_option, show_rows
+from csscert.cli.output import console, emit_json, escape, fail, json_option, show_page
 
 
 @click.group()
@@ -60,9 +60,7 @@ def user_list(ctx: click.Context, after: str | None, limit: int, as_json: bool) 
     ]
     columns = [("id", "id"), ("name", "name"), ("enabled", "enabled"), ("password", "password"),
                ("projects", "projects")]  # fmt: skip
-    show_rows(rows, columns, as_json)
-    if more:
-        err_console().print(f"more users follow: --after {escape(rows[-1]['name'])}", soft_wrap=True)
+    show_page(rows, columns, as_json, more=more, cursor="name", what="users")
 
 
 def _user_switch(enabled: bool) -> Callable[..., None]:

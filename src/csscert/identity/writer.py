@@ -279,6 +279,15 @@ class Identity:
         )
         return key, secret
 
+    def credentials_page(self, after: str | None, limit: int) -> list[AccessKey]:
+        """Access keys in key order, ``limit`` at a time after the key ``after`` (never all at once)."""
+        return self._store.access_keys_page(after, limit)
+
+    def user_names(self, user_ids: Iterable[str]) -> dict[str, str]:
+        """The names of the users with these ids (one lookup each; ids of deleted users are left out)."""
+        found = {uid: self._store.user(uid) for uid in set(user_ids)}
+        return {uid: user.name for uid, user in found.items() if user is not None}
+
     def credentials(self, user_ref: str) -> list[AccessKey]:
         return self._store.access_keys_of(self.resolve_user(user_ref).id)
 
