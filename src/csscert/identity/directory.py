@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from csscert.cache import MISSING, NEGATIVE, BoundedCache, Sentinel, SingleFlight, text_size
+from csscert.cache import MISSING, NEGATIVE, BoundedCache, SingleFlight, text_size
 from csscert.errors import AccessDenied, AuthenticationFailed, InvalidRequest, ResourceNotFound
 from csscert.identity.credentials import sk_context
 from csscert.identity.tokens import IAM_PREFIX, IssuedToken, TokenClaims, TokenCodec, fernet_context
@@ -115,104 +115,109 @@ class Directory:
     # -- loading ------------------------------------------------------------------------
 
     async def _load(
-        self,
-        cache: BoundedCache[Any, R],
-        key: Any,
-        fetch: Callable[[], R | None],
-        size: Callable[[R], int],
-    ) -> R | Sentinel:
-        """One query off the loop, shared by concurrent callers; cached unless a change was
-        applied meanwhile (the answer may then predate it) or the key is too long to keep."""
+        self, flight: tuple[str, Any], fetch: Callable[[], R | None], keep: Callable[[R | None], None]
+    ) -> R | None:
+        """One query off the loop, shared by concurrent callers (``flight`` names the load).
+        ``keep`` files the answer in the caches, unless a change was applied meanwhile: the
+        answer may then predate it, so it answers only its own callers."""
 
-        async def run() -> R | Sentinel:
+        async def run() -> R | None:
             generation = self.generation
             value = await self._store.read(fetch)
-            entry: R | Sentinel = NEGATIVE if value is None else value
-            if generation == self.generation and (not isinstance(key, str) or len(key) <= _MAX_KEY):
-                cache.put(key, entry, 64 if value is None else size(value))
-            return entry
+            if generation == self.generation:
+                keep(value)
+            return value
 
-        result: R | Sentinel = await self._flight.load((cache.name, key), run)
+        result: R | None = await self._flight.load(flight, run)
         return result
+
+    @staticmethod
+    def _keep(cache: BoundedCache[Any, R], key: Any, value: R | None, size: int) -> None:
+        """``value`` (or "none" for None) under ``key``, unless the key is too long to keep."""
+        if not isinstance(key, str) or len(key) <= _MAX_KEY:
+            cache.put(key, NEGATIVE if value is None else value, 64 if value is None else size)
+
+    def _keep_user(self, user: User | None, user_id: str | None = None) -> None:
+        if user is not None:
+            self._keep(self.users, user.id, user, _user_size(user))
+        elif user_id is not None:
+            self._keep(self.users, user_id, None, 0)
 
     async def user(self, user_id: str) -> User | None:
         found = self.users.get(user_id)
         if found is MISSING:
-            found = await self._load(self.users, user_id, lambda: self._store.user(user_id), _user_size)
+            return await self._load(
+                ("user", user_id), lambda: self._store.user(user_id), lambda u: self._keep_user(u, user_id)
+            )
         return found if isinstance(found, User) else None
 
     async def user_by_name(self, domain_id: str, name: str) -> User | None:
         key = (domain_id, name)
         user_id = self.user_ids.get(key)
         if user_id is MISSING:
-            user = await self._load(
-                self.users,
-                ("name", domain_id, name),
-                lambda: self._store.user_by_name(domain_id, name),
-                _user_size,
+
+            def keep(user: User | None) -> None:
+                self._keep_user(user)
+                if user is not None or len(name) <= _MAX_KEY:
+                    size = text_size(domain_id, name, user.id if user else None)
+                    self.user_ids.put(key, NEGATIVE if user is None else user.id, size)
+
+            return await self._load(
+                ("user name", key), lambda: self._store.user_by_name(domain_id, name), keep
             )
-            if isinstance(user, User):
-                self.users.put(user.id, user, _user_size(user))
-                self.user_ids.put(key, user.id, text_size(domain_id, name, user.id))
-                return user
-            if len(name) <= _MAX_KEY:
-                self.user_ids.put(key, NEGATIVE, text_size(domain_id, name))
-            return None
-        if user_id is NEGATIVE:
-            return None
-        assert isinstance(user_id, str)
-        return await self.user(user_id)
+        return None if user_id is NEGATIVE else await self.user(str(user_id))
 
     async def domain(self, domain_id: str) -> Domain | None:
         found = self.domains.get(domain_id)
         if found is MISSING:
-            found = await self._load(
-                self.domains,
-                domain_id,
-                lambda: self._store.domain(domain_id),
-                lambda d: text_size(d.id, d.name),
-            )
+
+            def keep(domain: Domain | None) -> None:
+                self._keep(
+                    self.domains, domain_id, domain, text_size(domain_id, domain.name if domain else None)
+                )
+
+            return await self._load(("domain", domain_id), lambda: self._store.domain(domain_id), keep)
         return found if isinstance(found, Domain) else None
 
     async def domain_by_name(self, name: str) -> Domain | None:
         domain_id = self.domain_ids.get(name)
         if domain_id is MISSING:
-            domain = await self._load(
-                self.domains, ("name", name), lambda: self._store.domain_by_name(name), lambda d: 64
-            )
-            if isinstance(domain, Domain):
-                self.domain_ids.put(name, domain.id, text_size(name, domain.id))
-                return domain
-            if len(name) <= _MAX_KEY:
-                self.domain_ids.put(name, NEGATIVE, text_size(name))
-            return None
+
+            def keep(domain: Domain | None) -> None:
+                if domain is not None:
+                    self._keep(self.domains, domain.id, domain, text_size(domain.id, domain.name))
+                self._keep(self.domain_ids, name, None if domain is None else domain.id, text_size(name))
+
+            return await self._load(("domain name", name), lambda: self._store.domain_by_name(name), keep)
         return None if domain_id is NEGATIVE else await self.domain(str(domain_id))
 
-    def cached_project(self, project_id: str) -> Project | Sentinel:
-        return self.projects.get(project_id)
+    def _keep_project(self, project: Project | None, project_id: str | None = None) -> None:
+        if project is not None:
+            self._keep(
+                self.projects, project.id, project, text_size(project.id, project.name, project.domain_id)
+            )
+        elif project_id is not None:
+            self._keep(self.projects, project_id, None, 0)
 
     async def project(self, project_id: str) -> Project | None:
         found = self.projects.get(project_id)
         if found is MISSING:
-            found = await self._load(
-                self.projects, project_id, lambda: self._store.project(project_id),
-                lambda p: text_size(p.id, p.name, p.domain_id),
-            )  # fmt: skip
+            return await self._load(
+                ("project", project_id),
+                lambda: self._store.project(project_id),
+                lambda p: self._keep_project(p, project_id),
+            )
         return found if isinstance(found, Project) else None
 
     async def project_by_name(self, name: str) -> Project | None:
         project_id = self.project_ids.get(name)
         if project_id is MISSING:
-            project = await self._load(
-                self.projects, ("name", name), lambda: self._store.project_by_name(name), lambda p: 64
-            )
-            if isinstance(project, Project):
-                self.projects.put(project.id, project, text_size(project.id, project.name))
-                self.project_ids.put(name, project.id, text_size(name, project.id))
-                return project
-            if len(name) <= _MAX_KEY:
-                self.project_ids.put(name, NEGATIVE, text_size(name))
-            return None
+
+            def keep(project: Project | None) -> None:
+                self._keep_project(project)
+                self._keep(self.project_ids, name, None if project is None else project.id, text_size(name))
+
+            return await self._load(("project name", name), lambda: self._store.project_by_name(name), keep)
         return None if project_id is NEGATIVE else await self.project(str(project_id))
 
     async def access_key(self, access: str) -> tuple[AccessKey, bytes] | None:
@@ -220,8 +225,10 @@ class Directory:
         thread, once per load, never on the event loop."""
         found = self.access_keys.get(access)
         if found is MISSING:
-            found = await self._load(
-                self.access_keys, access, lambda: self._fetch_access_key(access), lambda e: 400
+            return await self._load(
+                ("access key", access),
+                lambda: self._fetch_access_key(access),
+                lambda entry: self._keep(self.access_keys, access, entry, 400),
             )
         return found if isinstance(found, tuple) else None
 
