@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from csscert.audit import AuditEntry
 from csscert.ca.bundle import trusted_first
 from csscert.ca.csr import check_csr
+from csscert.ca.keys import CAKey, SealedKey, seal_context
 from csscert.ca.names import (
     REGION_SCOPE,
     AuthorityError,
@@ -61,10 +62,6 @@ def _fingerprint(cert: x509.Certificate) -> str:
 
 def _ca(ca: CertificateAuthority) -> str:
     return f"CA {ca.fingerprint_sha256[:16]} scope {ca.scope}"
-
-
-def _seal_context(ca_id: str) -> str:
-    return f"ca:{ca_id}"
 
 
 @dataclass(frozen=True)
@@ -296,9 +293,13 @@ class Authority:
         profile: str = "node",
         name: str | None = None,
         validity_days: int | None = None,
+        origin: str = "csr",
         deliver: Callable[[NodeCertificate], None] | None = None,
     ) -> NodeCertificate:
-        """Sign a CSR (PEM or DER) under ``profile``, after :func:`check_csr` accepted it."""
+        """Sign a CSR (PEM or DER) under ``profile``, after :func:`check_csr` accepted it.
+
+        ``origin`` records how it was asked for (``csr`` from the CLI; the API and ACME say so).
+        """
         rule = _rule(profile)
         checked = check_csr(csr, rule)
         if name is None:
@@ -321,7 +322,7 @@ class Authority:
             checked.ip_addresses,
             rule,
             checked.key_type,
-            "csr",
+            origin,
         )
         return self._sign(order, checked.public_key, None, validity_days, deliver)
 
@@ -336,10 +337,10 @@ class Authority:
         """A new key and serial for the newest certificate called ``name``: same subject, names,
         profile and key type, signed by the active CA."""
         current = self.latest(project_id, name)
-        if current.origin == "csr":
+        if current.origin != "cli":  # csr, api, acme: the key never left its owner
             raise AuthorityError(
-                f"{name} was signed from a CSR, so csscert never had its key: make a new CSR with a new "
-                "key and sign it with 'csscert cert sign --csr FILE'"
+                f"{name} was signed from a CSR ({current.origin}), so csscert never had its key: make a "
+                "new CSR with a new key and sign it with 'csscert cert sign --csr FILE'"
             )
         subject = parse_subject(current.subject) if current.subject else build_subject(name)
         sans = [value for value in current.sans.split(",") if value]
@@ -380,11 +381,7 @@ class Authority:
         scope = self.scope_for(order.project_id)
         signer = self.active(scope)
         ca_cert = x509.load_pem_x509_certificate(signer.cert_pem)
-        ca_key = serialization.load_der_private_key(
-            self._sealer.open(signer.key_sealed, _seal_context(signer.id)), password=None
-        )
-        if not isinstance(ca_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-            raise AuthorityError("the CA key has an unsupported type")
+        ca_key = self.key_of(signer)
         now = _now()
         days = validity_days if validity_days is not None else self._settings.node_validity_days
         if days < 1:
@@ -421,12 +418,12 @@ class Authority:
         )
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = (
-            builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(
+        cert = ca_key.sign_certificate(
+            builder.add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False
+            ).add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
             )
-            .sign(ca_key, hashes.SHA256())
         )
         record = IssuedCertificate(
             serial=format(cert.serial_number, "x"),
@@ -474,6 +471,10 @@ class Authority:
         return node
 
     # -- internals ----------------------------------------------------------------------
+
+    def key_of(self, ca: CertificateAuthority) -> CAKey:
+        """The signing key of ``ca``: every signature the authority makes goes through it."""
+        return SealedKey(ca, self._sealer)
 
     def _new_ca(self, scope: str) -> tuple[CertificateAuthority, PrivateKey]:
         settings = self._settings
@@ -524,7 +525,7 @@ class Authority:
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
             cert_pem=cert.public_bytes(serialization.Encoding.PEM),
-            key_sealed=self._sealer.seal(key_der, _seal_context(ca_id)),
+            key_sealed=self._sealer.seal(key_der, seal_context(ca_id)),
             state=CAState.ACTIVE,
             created_at=now,
             changed_at=now,
