@@ -24,6 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from csscert.acme.server import AcmeServer
 from csscert.ca import Authority
 from csscert.ca.trust import TrustCache
 from csscert.errors import ConfigurationError, ResourceNotFound
@@ -296,6 +297,10 @@ class Service:
     @cached_property
     def trust(self) -> TrustCache:
         return TrustCache(self.store, self.settings)
+
+    @cached_property
+    def acme(self) -> AcmeServer:
+        return AcmeServer(self.store, self.authority, self.sealer, self.settings)
 
     @cached_property
     def feed(self) -> ChangeFeed:

@@ -195,6 +195,37 @@ class Settings(BaseSettings):
         default=None, description="A bearer token that also opens `/metrics` (from anywhere)."
     )
 
+    # -- ACME (RFC 8555) ------------------------------------------------------------------
+    acme_http_port: int = Field(
+        default=80, ge=1, le=65535, description="Port ACME `http-01` validation connects to (RFC 8555: 80)."
+    )
+    acme_tls_port: int = Field(
+        default=443,
+        ge=1,
+        le=65535,
+        description="Port ACME `tls-alpn-01` validation connects to (RFC 8737: 443).",
+    )
+    acme_validation_networks: str = Field(
+        default="10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7",
+        description=(
+            "Comma-separated networks ACME validation may connect to (redirects included). The default is the "
+            "private ranges where search nodes live; loopback (csscert's own host), link-local (cloud metadata) "
+            "and public addresses are left out unless listed."
+        ),
+    )
+    acme_validation_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="Timeout of each connection an ACME validation makes."
+    )
+    acme_nonce_lifetime_seconds: int = Field(
+        default=3600, ge=10, le=86400, description="How long an unused ACME nonce stays valid."
+    )
+    acme_order_lifetime_seconds: int = Field(
+        default=86400,
+        ge=60,
+        le=30 * 86400,
+        description="How long an ACME order and its authorizations may stay unfinished before they expire.",
+    )
+
     @field_validator("region")
     @classmethod
     def _region_is_a_name(cls, value: str) -> str:
@@ -210,7 +241,7 @@ class Settings(BaseSettings):
         parse_rate(value)
         return value
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "acme_validation_networks")
     @classmethod
     def _proxies_are_networks(cls, value: str) -> str:
         import ipaddress

@@ -58,10 +58,11 @@ class CsscertServer:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     first_start_output: str = ""
+    tls: bool = False  # serve HTTPS with a certificate from csscert's own CA (``serve --tls``)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def bootstrap(self) -> dict[str, Any]:
@@ -118,6 +119,7 @@ class CsscertServer:
             "--port",
             str(self.port),
             *self.serve_args,
+            *(["--tls"] if self.tls else []),
         ]
         self.proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=log, env=self.process_env(), start_new_session=True
@@ -128,7 +130,8 @@ class CsscertServer:
                 out = self.proc.stdout.read().decode() if self.proc.stdout else ""
                 raise RuntimeError(f"csscert serve exited with {self.proc.returncode}:\n{out}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                # Readiness only: a TLS server's certificate is checked by the tests themselves.
+                if httpx.get(f"{self.url}/healthz", timeout=1.0, verify=False).status_code == 200:  # noqa: S501
                     break
             except httpx.TransportError:
                 time.sleep(0.05)

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from csscert.api import keystone, meta, status
+from csscert.api import acme, keystone, meta, status
+from csscert.api.acme import ACME_SHAPE, acme_path
 from csscert.api.download import download, is_download_path
 from csscert.api.request import Request
 from csscert.api.wire import CSS_SHAPE, KEYSTONE_SHAPE, ErrorShape, Response
@@ -61,6 +62,7 @@ def _keystone_pattern(pattern: str) -> Callable[[str], bool]:
 
 
 _READ = frozenset({"GET", "HEAD"})
+_POST = frozenset({"POST"})
 
 
 async def _gateway_not_found(service: Service, request: Request) -> Response:
@@ -111,6 +113,19 @@ ROUTES: tuple[Route, ...] = (
     Route("readyz", _exact("/readyz"), _READ, status.readyz, CSS_SHAPE),
     Route("metrics", _exact("/metrics"), _READ, status.metrics, CSS_SHAPE),
     Route("openapi", _exact("/openapi.json"), _READ, meta.openapi, CSS_SHAPE),
+    Route("acme.directory", acme_path("directory"), _READ, acme.directory, ACME_SHAPE),
+    Route("acme.new_nonce", acme_path("new-nonce"), _READ, acme.new_nonce, ACME_SHAPE),
+    Route("acme.new_account", acme_path("new-account"), _POST, acme.new_account, ACME_SHAPE),
+    Route("acme.account", acme_path("acct"), _POST, acme.account, ACME_SHAPE),
+    Route("acme.account_orders", acme_path("acct", "orders"), _POST, acme.account_orders, ACME_SHAPE),
+    Route("acme.new_order", acme_path("new-order"), _POST, acme.new_order, ACME_SHAPE),
+    Route("acme.order", acme_path("order"), _POST, acme.order, ACME_SHAPE),
+    Route("acme.finalize", acme_path("order", "finalize"), _POST, acme.finalize, ACME_SHAPE),
+    Route("acme.authz", acme_path("authz"), _POST, acme.authorization, ACME_SHAPE),
+    Route("acme.challenge", acme_path("chall"), _POST, acme.challenge, ACME_SHAPE),
+    Route("acme.certificate", acme_path("cert"), _POST, acme.certificate, ACME_SHAPE),
+    Route("acme.revoke_cert", acme_path("revoke-cert"), _POST, acme.revoke_cert, ACME_SHAPE),
+    Route("acme.key_change", acme_path("key-change"), _POST, acme.key_change, ACME_SHAPE),
 )
 _KEYSTONE_FALLBACK = Route("keystone.not_found", lambda _: True, _ANY, _keystone_not_found, KEYSTONE_SHAPE)
 _FALLBACK = Route("not_found", lambda _: True, _ANY, _gateway_not_found, CSS_SHAPE)

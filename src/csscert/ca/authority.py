@@ -295,13 +295,15 @@ class Authority:
         validity_days: int | None = None,
         origin: str = "csr",
         deliver: Callable[[NodeCertificate], None] | None = None,
+        empty_subject: x509.Name | None = None,
     ) -> NodeCertificate:
         """Sign a CSR (PEM or DER) under ``profile``, after :func:`check_csr` accepted it.
 
         ``origin`` records how it was asked for (``csr`` from the CLI; the API and ACME say so).
+        ``empty_subject`` is the subject of a CSR that has none (ACME clients send none).
         """
         rule = _rule(profile)
-        checked = check_csr(csr, rule)
+        checked = check_csr(csr, rule, empty_subject=empty_subject)
         if name is None:
             name = common_name(checked.subject)
             if name is None:

@@ -62,8 +62,11 @@ def _load(data: bytes) -> x509.CertificateSigningRequest:
         ) from exc
 
 
-def check_csr(data: bytes, rule: ProfileRule) -> CheckedRequest:
-    """The parts of the CSR in ``data`` that will be signed under ``rule``, all checked."""
+def check_csr(data: bytes, rule: ProfileRule, *, empty_subject: x509.Name | None = None) -> CheckedRequest:
+    """The parts of the CSR in ``data`` that will be signed under ``rule``, all checked.
+
+    ``empty_subject`` is the subject a CSR without one gets (ACME clients send none); without
+    it such a CSR is refused."""
     csr = _load(data)
     try:
         signature_ok = csr.is_signature_valid
@@ -74,8 +77,11 @@ def check_csr(data: bytes, rule: ProfileRule) -> CheckedRequest:
     key_type = key_type_of(csr.public_key())
     public_key = csr.public_key()
     assert isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
-    if not list(csr.subject):
-        raise AuthorityError("the CSR has an empty subject; give it one (e.g. -subj /CN=node-1)")
+    subject = csr.subject
+    if not list(subject):
+        if empty_subject is None:
+            raise AuthorityError("the CSR has an empty subject; give it one (e.g. -subj /CN=node-1)")
+        subject = empty_subject
     dns: list[str] = []
     ips: list[str] = []
     try:
@@ -112,4 +118,4 @@ def check_csr(data: bytes, rule: ProfileRule) -> CheckedRequest:
             "the CSR names no DNS name or IP address, which a node certificate needs (clients check "
             "them); add subjectAltName to the CSR, or sign it with --profile client"
         )
-    return CheckedRequest(csr.subject, public_key, tuple(dns), tuple(ips), key_type)
+    return CheckedRequest(subject, public_key, tuple(dns), tuple(ips), key_type)

@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "credential": ("credential", "credential", "Access keys (AK/SK) for SDK-HMAC-SHA256 signing."),
     "token": ("token", "token", "X-Auth-Token tokens (Fernet, 24 hours)."),
     "audit": ("audit", "audit", "The audit trail: every change, who made it, from where."),
+    "acme": ("acme", "acme", "The ACME server: External Account Binding keys (acme eab create/list/revoke)."),
     "download": ("client", "download", "Download the certificate through the API and print its fingerprint."),
     "verify": ("client", "verify", "Verify a TLS server's chain and hostname against a CA file."),
 }

@@ -170,3 +170,85 @@ audit = Table(
     Column("target", String(255), nullable=False),
     Column("detail", Text, nullable=False),
 )
+
+# ACME (RFC 8555, migration 0006): every piece of protocol state lives here, so several csscert hosts
+# on one PostgreSQL serve one ACME service. None of it is cached by the read model (store/acme.py).
+acme_eab_keys = Table(
+    "acme_eab_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("project_id", String(32), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("hmac_sealed", Text, nullable=False),  # sealed with context "eab:{kid}"
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("account_id", String(32), nullable=True),  # the one account it bound, once used
+    Index("ix_acme_eab_keys_project", "project_id"),
+)
+
+acme_accounts = Table(
+    "acme_accounts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project_id", String(32), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("thumbprint", String(64), nullable=False, unique=True),  # RFC 7638, base64url
+    Column("jwk", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("contact", Text, nullable=False),
+    Column("eab_kid", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+acme_orders = Table(
+    "acme_orders",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", String(32), ForeignKey("acme_accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("project_id", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("identifiers", Text, nullable=False),  # JSON list of {"type", "value"}
+    Column("expires", DateTime(timezone=True), nullable=False, index=True),
+    Column("error", Text, nullable=True),  # a problem document (JSON)
+    Column("cert_serial", String(48), nullable=True, index=True),
+    Column("cert_pem", Text, nullable=True),  # leaf + chain, as served at the certificate URL
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_acme_orders_account", "account_id", "created_at"),
+)
+
+acme_authorizations = Table(
+    "acme_authorizations",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column(
+        "order_id", String(32), ForeignKey("acme_orders.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("kind", String(8), nullable=False),  # dns | ip
+    Column("value", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("expires", DateTime(timezone=True), nullable=False),
+)
+
+acme_challenges = Table(
+    "acme_challenges",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column(
+        "authz_id",
+        String(32),
+        ForeignKey("acme_authorizations.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("kind", String(16), nullable=False),  # http-01 | tls-alpn-01
+    Column("token", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("validated", DateTime(timezone=True), nullable=True),
+    Column("error", Text, nullable=True),
+)
+
+acme_nonces = Table(
+    "acme_nonces",
+    metadata,
+    Column("value", String(64), primary_key=True),
+    Column("expires", DateTime(timezone=True), nullable=False, index=True),
+)
