@@ -71,6 +71,10 @@ def check_identifiers(authority: Authority, project_id: str, identifiers: Sequen
     for kind, value in identifiers:
         try:
             if kind == "dns":
+                if _is_ip(value):
+                    raise AuthorityError(
+                        f"{value!r} is an IP address: send it as an identifier of type ip (RFC 8738)"
+                    )
                 if value.startswith("*."):
                     raise AuthorityError(
                         f"{value!r} is a wildcard; http-01 and tls-alpn-01 cannot validate one"
@@ -82,6 +86,14 @@ def check_identifiers(authority: Authority, project_id: str, identifiers: Sequen
                     raise AuthorityError(f"{value!r} must be written in its canonical form")
         except AuthorityError as exc:
             raise AcmeProblem("rejectedIdentifier", str(exc)) from None
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass

@@ -366,6 +366,7 @@ def cert_list(ctx: click.Context, project_ref: str | None, show_all: bool, as_js
             ("not_after", "not after (UTC)"),
             ("ca", "issuing CA (SHA-256)"),
             ("status", "status"),
+            ("origin", "obtained by"),
         ],
         as_json,
     )

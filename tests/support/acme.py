@@ -1,0 +1,126 @@
+"""ACME test helpers: a csscert server over TLS with ACME validation on loopback ports, EAB keys
+from the real CLI, and a small ACME client built on certbot's own JOSE objects (``acme.jws`` over
+josepy) for the refusals the real clients never provoke."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import josepy
+from acme import jws as acme_jws
+from acme import messages
+from cryptography.hazmat.primitives.asymmetric import ec
+from support.server import CsscertServer, ServerFactory, free_port
+
+
+@dataclass
+class AcmeSetup:
+    """A TLS csscert with ACME, the CA file clients trust, and the validation ports."""
+
+    server: CsscertServer
+    ca_file: Path
+    http_port: int
+    tls_port: int
+
+    @property
+    def base(self) -> str:
+        return f"https://localhost:{self.server.port}/acme/{self.server.project_id}"
+
+    @property
+    def directory(self) -> str:
+        return f"{self.base}/directory"
+
+    def eab(self, user: str = "csscert-admin", project: str | None = None) -> tuple[str, str]:
+        created = self.server.cli_json("acme", "eab", "create", "--user", user, "--project", project or self.server.project_id)
+        return str(created["kid"]), str(created["hmac_key"])
+
+
+def start_acme_server(make_server: ServerFactory, tmp: Path) -> AcmeSetup:
+    http_port, tls_port = free_port(), free_port()
+    env = {
+        "CSSCERT_ACME_HTTP_PORT": str(http_port),
+        "CSSCERT_ACME_TLS_PORT": str(tls_port),
+        "CSSCERT_ACME_VALIDATION_NETWORKS": "127.0.0.0/8,::1/128",
+        "CSSCERT_ACME_VALIDATION_TIMEOUT_SECONDS": "2",
+    }
+    server = make_server(tls=True, env=env)
+    token = server.token()
+    # The CA file is what every node downloads: CloudSearchService.cer. Fetched once without
+    # verification; every later connection (certbot, lego, curl, openssl) verifies with it.
+    response = httpx.get(
+        f"https://127.0.0.1:{server.port}/v1.0/{server.project_id}/cer/download",
+        headers={"X-Auth-Token": token},
+        verify=False,  # noqa: S501 - trust on first use, checked by every client below
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    ca_file = tmp / "CloudSearchService.cer"
+    ca_file.write_bytes(response.content)
+    return AcmeSetup(server, ca_file, http_port, tls_port)
+
+
+def new_key() -> josepy.JWKEC:
+    return josepy.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+
+
+@dataclass
+class Client:
+    """Just enough ACME to provoke each refusal: every request is a JWS signed with josepy."""
+
+    setup: AcmeSetup
+    key: josepy.JWK = field(default_factory=new_key)
+    kid: str | None = None
+    http: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(verify=str(self.setup.ca_file), timeout=20)
+
+    def nonce(self) -> str:
+        response = self.http.head(f"{self.setup.base}/new-nonce")
+        assert response.status_code == 200
+        return response.headers["replay-nonce"]
+
+    def signed(
+        self, url: str, payload: Any, *, nonce: str | None = None, key: josepy.JWK | None = None, kid: str | None = None, use_jwk: bool = False
+    ) -> bytes:
+        body = b"" if payload is None else json.dumps(payload).encode()
+        key = key or self.key
+        kid = None if use_jwk else (kid or self.kid)
+        jws = acme_jws.JWS.sign(
+            body, key=key, alg=josepy.ES256 if isinstance(key, josepy.JWKEC) else josepy.RS256,
+            nonce=josepy.b64.b64decode(nonce or self.nonce()), url=url, kid=kid,
+        )  # fmt: skip
+        return jws.json_dumps().encode()
+
+    def post(self, url: str, payload: Any, **kwargs: Any) -> httpx.Response:
+        return self.http.post(url, content=self.signed(url, payload, **kwargs), headers={"content-type": "application/jose+json"})
+
+    def eab_binding(self, kid: str, hmac_key: str) -> dict[str, Any]:
+        directory = messages.Directory.from_json(self.http.get(self.setup.directory).json())
+        binding = messages.ExternalAccountBinding.from_data(
+            account_public_key=self.key.public_key(), kid=kid, hmac_key=hmac_key, directory=directory
+        )
+        return dict(binding)
+
+    def register(self, kid: str, hmac_key: str) -> httpx.Response:
+        payload = {"termsOfServiceAgreed": True, "externalAccountBinding": self.eab_binding(kid, hmac_key)}
+        response = self.post(f"{self.setup.base}/new-account", payload, use_jwk=True)
+        if response.status_code == 201:
+            self.kid = response.headers["location"]
+        return response
+
+    def order(self, *names: str) -> httpx.Response:
+        identifiers = [{"type": "dns", "value": n} for n in names]
+        return self.post(f"{self.setup.base}/new-order", {"identifiers": identifiers})
+
+
+def problem(response: httpx.Response) -> str:
+    """The ACME error type of a problem response (its content type checked)."""
+    assert response.headers["content-type"] == "application/problem+json", response.text
+    kind = response.json()["type"]
+    assert kind.startswith("urn:ietf:params:acme:error:")
+    return str(kind.removeprefix("urn:ietf:params:acme:error:"))
