@@ -208,9 +208,9 @@ class Settings(BaseSettings):
     acme_validation_networks: str = Field(
         default="10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7",
         description=(
-            "Comma-separated networks ACME validation may connect to (redirects included). The default is the "
-            "private ranges where search nodes live; loopback (csscert's own host), link-local (cloud metadata) "
-            "and public addresses are left out unless listed."
+            "Comma-separated networks ACME validation may connect to (redirects included). The "
+            "default is the private ranges where search nodes live; loopback (csscert's own host), "
+            "link-local (cloud metadata) and public addresses are left out unless listed."
         ),
     )
     acme_validation_timeout_seconds: float = Field(

@@ -19,7 +19,9 @@ from support.acme import AcmeSetup, start_acme_server
 from support.server import ServerFactory
 from support.tls import curl, listening, s_client
 
-pytestmark = pytest.mark.skipif(shutil.which("lego") is None, reason="lego is not installed (apt-get install lego)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("lego") is None, reason="lego is not installed (apt-get install lego)"
+)
 CERTBOT = str(Path(sys.executable).with_name("certbot"))
 
 
@@ -66,7 +68,19 @@ def test_certbot_standalone_obtains_and_renews_with_http01(acme: AcmeSetup, tmp_
     )  # fmt: skip
     live = tmp_path / "config" / "live" / "node-1"
     first = _serial(live / "fullchain.pem")
-    _run([CERTBOT, "renew", "--force-renewal", "--no-random-sleep-on-renew", "--non-interactive", "--http-01-port", str(acme.http_port), *dirs], env)
+    _run(
+        [
+            CERTBOT,
+            "renew",
+            "--force-renewal",
+            "--no-random-sleep-on-renew",
+            "--non-interactive",
+            "--http-01-port",
+            str(acme.http_port),
+            *dirs,
+        ],
+        env,
+    )
     renewed = _serial(live / "fullchain.pem")
     assert renewed != first
     cert = x509.load_pem_x509_certificates((live / "cert.pem").read_bytes())[0]
@@ -78,7 +92,9 @@ def test_certbot_standalone_obtains_and_renews_with_http01(acme: AcmeSetup, tmp_
     _verified_by_curl_and_openssl(live / "fullchain.pem", live / "privkey.pem", acme.ca_file)
 
 
-def _lego(acme: AcmeSetup, path: Path, kid: str, hmac_key: str, challenge: list[str], action: list[str]) -> None:
+def _lego(
+    acme: AcmeSetup, path: Path, kid: str, hmac_key: str, challenge: list[str], action: list[str]
+) -> None:
     _run(
         ["lego", "--server", acme.directory, "--accept-tos", "--email", "ops@example.com",
          "--eab", "--kid", kid, "--hmac", hmac_key, *challenge, "-d", "localhost",

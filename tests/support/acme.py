@@ -5,6 +5,7 @@ josepy) for the refusals the real clients never provoke."""
 from __future__ import annotations
 
 import json
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import josepy
 from acme import jws as acme_jws
 from acme import messages
 from cryptography.hazmat.primitives.asymmetric import ec
+
 from support.server import CsscertServer, ServerFactory, free_port
 
 
@@ -30,12 +32,18 @@ class AcmeSetup:
     def base(self) -> str:
         return f"https://localhost:{self.server.port}/acme/{self.server.project_id}"
 
+    def trust(self) -> ssl.SSLContext:
+        """Verify csscert with the downloaded CA file only."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
     @property
     def directory(self) -> str:
         return f"{self.base}/directory"
 
     def eab(self, user: str = "csscert-admin", project: str | None = None) -> tuple[str, str]:
-        created = self.server.cli_json("acme", "eab", "create", "--user", user, "--project", project or self.server.project_id)
+        created = self.server.cli_json(
+            "acme", "eab", "create", "--user", user, "--project", project or self.server.project_id
+        )
         return str(created["kid"]), str(created["hmac_key"])
 
 
@@ -54,7 +62,7 @@ def start_acme_server(make_server: ServerFactory, tmp: Path) -> AcmeSetup:
     response = httpx.get(
         f"https://127.0.0.1:{server.port}/v1.0/{server.project_id}/cer/download",
         headers={"X-Auth-Token": token},
-        verify=False,  # noqa: S501 - trust on first use, checked by every client below
+        verify=False,  # trust on first use: every client below verifies with it
         timeout=10,
     )
     assert response.status_code == 200, response.text
@@ -77,7 +85,7 @@ class Client:
     http: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.http = httpx.Client(verify=str(self.setup.ca_file), timeout=20)
+        self.http = httpx.Client(verify=self.setup.trust(), timeout=20)
 
     def nonce(self) -> str:
         response = self.http.head(f"{self.setup.base}/new-nonce")
@@ -85,7 +93,14 @@ class Client:
         return response.headers["replay-nonce"]
 
     def signed(
-        self, url: str, payload: Any, *, nonce: str | None = None, key: josepy.JWK | None = None, kid: str | None = None, use_jwk: bool = False
+        self,
+        url: str,
+        payload: Any,
+        *,
+        nonce: str | None = None,
+        key: josepy.JWK | None = None,
+        kid: str | None = None,
+        use_jwk: bool = False,
     ) -> bytes:
         body = b"" if payload is None else json.dumps(payload).encode()
         key = key or self.key
@@ -97,7 +112,11 @@ class Client:
         return jws.json_dumps().encode()
 
     def post(self, url: str, payload: Any, **kwargs: Any) -> httpx.Response:
-        return self.http.post(url, content=self.signed(url, payload, **kwargs), headers={"content-type": "application/jose+json"})
+        return self.http.post(
+            url,
+            content=self.signed(url, payload, **kwargs),
+            headers={"content-type": "application/jose+json"},
+        )
 
     def eab_binding(self, kid: str, hmac_key: str) -> dict[str, Any]:
         directory = messages.Directory.from_json(self.http.get(self.setup.directory).json())
