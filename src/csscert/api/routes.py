@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from csscert.api import keystone, meta, status
+from csscert.api.crl import crl, is_crl_path
 from csscert.api.download import download, is_download_path
 from csscert.api.request import Request
 from csscert.api.wire import CSS_SHAPE, KEYSTONE_SHAPE, ErrorShape, Response
@@ -111,6 +112,7 @@ ROUTES: tuple[Route, ...] = (
     Route("readyz", _exact("/readyz"), _READ, status.readyz, CSS_SHAPE),
     Route("metrics", _exact("/metrics"), _READ, status.metrics, CSS_SHAPE),
     Route("openapi", _exact("/openapi.json"), _READ, meta.openapi, CSS_SHAPE),
+    Route("crl", is_crl_path, _READ, crl, CSS_SHAPE),
 )
 _KEYSTONE_FALLBACK = Route("keystone.not_found", lambda _: True, _ANY, _keystone_not_found, KEYSTONE_SHAPE)
 _FALLBACK = Route("not_found", lambda _: True, _ANY, _gateway_not_found, CSS_SHAPE)
