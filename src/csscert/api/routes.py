@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from csscert.api import keystone, meta, status
+from csscert.api import issuance, keystone, meta, status
 from csscert.api.crl import crl, is_crl_path
 from csscert.api.download import download, is_download_path
 from csscert.api.request import Request
@@ -113,6 +113,15 @@ ROUTES: tuple[Route, ...] = (
     Route("metrics", _exact("/metrics"), _READ, status.metrics, CSS_SHAPE),
     Route("openapi", _exact("/openapi.json"), _READ, meta.openapi, CSS_SHAPE),
     Route("crl", is_crl_path, _READ, crl, CSS_SHAPE),
+    Route(
+        "certificates",
+        issuance.is_certificates_path,
+        frozenset({"POST", "GET", "HEAD"}),
+        issuance.certificates,
+        CSS_SHAPE,
+    ),
+    Route("certificate", issuance.is_certificate_path, _READ, issuance.certificate, CSS_SHAPE),
+    Route("certificate.revoke", issuance.is_revoke_path, frozenset({"POST"}), issuance.revoke, CSS_SHAPE),
 )
 _KEYSTONE_FALLBACK = Route("keystone.not_found", lambda _: True, _ANY, _keystone_not_found, KEYSTONE_SHAPE)
 _FALLBACK = Route("not_found", lambda _: True, _ANY, _gateway_not_found, CSS_SHAPE)

@@ -583,7 +583,8 @@ class Authority:
             fingerprint_sha256=_fingerprint(cert),
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
-            created_at=now,
+            # Microseconds: issue order within a second (listings, "latest of a name").
+            created_at=dt.datetime.now(dt.UTC),
             subject=cert.subject.rfc4514_string(),
             profile=order.rule.name,
             key_type=order.key_type,
