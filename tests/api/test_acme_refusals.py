@@ -18,7 +18,12 @@ from support.server import ServerFactory
 
 @pytest.fixture(scope="module")
 def acme(make_server: ServerFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AcmeSetup]:
-    yield start_acme_server(make_server, tmp_path_factory.mktemp("acme-refusals"))
+    setup = start_acme_server(make_server, tmp_path_factory.mktemp("acme-refusals"))
+    # The project's issuance policy: loopback names only.
+    setup.server.cli(
+        "project", "policy", setup.server.project_id, "--allow-dns", "localhost", "--allow-ip", "127.0.0.0/8"
+    )
+    yield setup
 
 
 @pytest.fixture
@@ -73,9 +78,32 @@ def test_a_revoked_eab_key_opens_nothing_and_its_account_is_deactivated(acme: Ac
 
 
 def test_a_name_outside_policy_is_a_rejected_identifier(client: Client) -> None:
-    for name in ("*.example.com", "bad_name!", "127.0.0.1"):
+    outside = client.order("db.example.com")  # a valid name, but not one the project's policy allows
+    assert outside.status_code == 400 and problem(outside) == "rejectedIdentifier"
+    assert "db.example.com" in outside.json()["detail"]
+    ip = client.post(f"{client.setup.base}/new-order", {"identifiers": [{"type": "ip", "value": "10.1.2.3"}]})
+    assert ip.status_code == 400 and problem(ip) == "rejectedIdentifier"
+    for name in ("*.example.com", "bad_name!", "127.0.0.1"):  # wildcard, invalid, an IP typed as dns
         response = client.order(name)
         assert response.status_code == 400 and problem(response) == "rejectedIdentifier", name
+    assert client.order("localhost").status_code == 201
+
+
+def test_only_certificate_issuers_get_eab_keys_and_orders(acme: AcmeSetup) -> None:
+    project = acme.server.project_id
+    acme.server.cli("user", "create", "acme-ops", "--project", project)
+    refused = acme.server.cli(
+        "acme", "eab", "create", "--user", "acme-ops", "--project", project, check=False
+    )
+    assert refused.returncode == 1 and "certificate-issuer" in refused.stderr
+    acme.server.cli("user", "grant", "acme-ops", "--role", "certificate-issuer")
+    holder = Client(acme)
+    assert holder.register(*acme.eab("acme-ops")).status_code == 201
+    assert holder.order("localhost").status_code == 201
+    acme.server.cli("user", "revoke-grant", "acme-ops", "--role", "certificate-issuer")
+    withdrawn = holder.order("localhost")
+    assert withdrawn.status_code == 403 and problem(withdrawn) == "unauthorized"
+    assert "certificate-issuer" in withdrawn.json()["detail"]
 
 
 def test_a_replayed_nonce_is_a_bad_nonce_with_a_fresh_one(client: Client, acme: AcmeSetup) -> None:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography import x509
 from support.acme import AcmeSetup, start_acme_server
@@ -90,6 +91,19 @@ def test_certbot_standalone_obtains_and_renews_with_http01(acme: AcmeSetup, tmp_
     origins = _origins(acme)
     assert origins[format(first, "x")] == origins[format(renewed, "x")] == "acme"
     _verified_by_curl_and_openssl(live / "fullchain.pem", live / "privkey.pem", acme.ca_file)
+    # certbot revoke: the serial shows up in the CRL the certificate names.
+    _run([CERTBOT, "revoke", "--cert-name", "node-1", "--reason", "keycompromise", "--non-interactive",
+          "--no-delete-after-revoke", *dirs], env)  # fmt: skip
+    points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    crl_url = str(points[0].full_name[0].value)
+    fetched = httpx.get(crl_url, verify=acme.trust(), timeout=10)
+    assert fetched.status_code == 200
+    revoked = x509.load_der_x509_crl(fetched.content).get_revoked_certificate_by_serial_number(renewed)
+    assert revoked is not None
+    assert (
+        revoked.extensions.get_extension_for_class(x509.CRLReason).value.reason
+        == x509.ReasonFlags.key_compromise
+    )
 
 
 def _lego(

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from josepy.b64 import b64decode, b64encode
 
 from csscert.acme import jws as acme_jws
@@ -33,7 +33,8 @@ from csscert.acme.validation import Failure, Target, networks, validate
 from csscert.audit import AuditEntry
 from csscert.ca import Authority
 from csscert.ca.names import AuthorityError, validate_dns_name, validate_ip
-from csscert.errors import CsscertError, InvalidRequest, ResourceNotFound
+from csscert.errors import Conflict, CsscertError, InvalidRequest, PolicyViolation, ResourceNotFound
+from csscert.identity.roles import CERTIFICATE_ISSUER
 from csscert.model import Project, User, new_id
 from csscert.sealing import Sealer
 from csscert.settings import Settings
@@ -63,11 +64,10 @@ def eab_context(kid: str) -> str:
 def check_identifiers(authority: Authority, project_id: str, identifiers: Sequence[tuple[str, str]]) -> None:
     """Refuse identifiers the project may not have certified (``rejectedIdentifier``).
 
-    The one place newOrder asks whether names are allowed. Until the per-project issuance policy
-    lands this applies the names rules of ``cert issue`` (ca/names.py); at merge it becomes
-    ``authority.check_policy(project_id, dns, ips)`` with PolicyViolation mapped the same way.
+    The one place newOrder asks whether names are allowed: the names rules of ``cert issue``
+    (ca/names.py; no wildcards, since neither challenge can prove one), then the project's issuance
+    policy (``Authority.check_policy``, which ``sign_request`` enforces again at finalize).
     """
-    del authority, project_id  # used once check_policy exists (see the docstring)
     for kind, value in identifiers:
         try:
             if kind == "dns":
@@ -86,6 +86,12 @@ def check_identifiers(authority: Authority, project_id: str, identifiers: Sequen
                     raise AuthorityError(f"{value!r} must be written in its canonical form")
         except AuthorityError as exc:
             raise AcmeProblem("rejectedIdentifier", str(exc)) from None
+    dns = [value for kind, value in identifiers if kind == "dns"]
+    ips = [value for kind, value in identifiers if kind == "ip"]
+    try:
+        authority.check_policy(project_id, dns, ips)
+    except PolicyViolation as exc:
+        raise AcmeProblem("rejectedIdentifier", str(exc)) from None
 
 
 def _is_ip(value: str) -> bool:
@@ -186,6 +192,11 @@ class AcmeServer:
                 f"user {user.name} is disabled or not granted project {project.name}; "
                 f"run 'csscert user grant {user.name} --project {project.name}' first"
             )
+        if CERTIFICATE_ISSUER not in user.roles:
+            raise InvalidRequest(
+                f"user {user.name} does not hold the {CERTIFICATE_ISSUER} role; run 'csscert user grant "
+                f"{user.name} --role {CERTIFICATE_ISSUER}' first"
+            )
         kid = f"eab-{secrets.token_hex(12)}"
         secret = secrets.token_bytes(32)
         key = EabKey(
@@ -279,11 +290,24 @@ class AcmeServer:
         location = f"{ctx.base}/acct/{account.id}"
         return _json(201, self._account_json(account, ctx.base), [("location", location)])
 
-    async def _check_user(self, user_id: str, project_id: str) -> None:
+    async def _check_user(self, who: AcmeAccount | str, project_id: str) -> None:
+        """The EAB key's user (of ``who``, an account or a user id) must still be enabled, granted
+        the project and hold the ``certificate-issuer`` role; its EAB key must not be revoked."""
+        if isinstance(who, AcmeAccount):
+            eab = await self._run(self.store.eab, who.eab_kid)
+            if eab is None or eab.revoked_at is not None:
+                raise AcmeProblem("unauthorized", "the account's EAB key was revoked", 403)
+            user_id = eab.user_id
+        else:
+            user_id = who
         user = await self._run(self._sql.user, user_id)
         if user is None or not user.enabled or project_id not in user.project_ids:
             raise AcmeProblem(
                 "unauthorized", "the EAB key's user is disabled or no longer granted this project", 403
+            )
+        if CERTIFICATE_ISSUER not in user.roles:
+            raise AcmeProblem(
+                "unauthorized", f"the EAB key's user does not hold the {CERTIFICATE_ISSUER} role", 403
             )
 
     async def account_update(self, ctx: Context, account_id: str) -> AcmeResponse:
@@ -355,7 +379,8 @@ class AcmeServer:
                 "malformed", "notBefore and notAfter are not supported; the profile sets validity"
             )
         identifiers = _identifiers(payload.get("identifiers"))
-        check_identifiers(self._authority, project_id, identifiers)
+        await self._check_user(account, project_id)
+        await self._run(check_identifiers, self._authority, project_id, identifiers)
         now = self.now()
         expires = now + dt.timedelta(seconds=self._settings.acme_order_lifetime_seconds)
         order = AcmeOrder(
@@ -524,6 +549,9 @@ class AcmeServer:
     # -- revocation --------------------------------------------------------------------------
 
     async def revoke(self, ctx: Context, project_id: str) -> AcmeResponse:
+        """revokeCert (§7.6): signed by the account that ordered the certificate, or by the
+        certificate's own key; the certificate must be the very one on record (its fingerprint),
+        of this project. Revocation itself is ``Authority.revoke`` (status, audit, CRL)."""
         payload = ctx.jws.payload_json()
         der = _b64(payload.get("certificate"), "certificate")
         try:
@@ -531,41 +559,35 @@ class AcmeServer:
         except ValueError:
             raise AcmeProblem("malformed", "the certificate is not DER") from None
         reason = payload.get("reason", 0)
-        if not isinstance(reason, int) or reason not in _REASONS:
+        if not isinstance(reason, int) or isinstance(reason, bool) or reason not in _REASONS:
             raise AcmeProblem("badRevocationReason", "reason must be one of 0-6, 9 or 10 (RFC 5280)")
         serial = format(cert.serial_number, "x")
-        order = await self._run(self.store.order_by_serial, serial)
-        if order is None or order.project_id != project_id:
-            raise AcmeProblem(
-                "unauthorized", "this project's ACME server did not issue that certificate", 403
-            )
+        record = await self._run(self._authority.certificate_or_none, serial)
+        fingerprint = cert.fingerprint(hashes.SHA256()).hex()
+        if record is None or record.project_id != project_id or record.fingerprint_sha256 != fingerprint:
+            raise AcmeProblem("unauthorized", "this project's CA did not issue that certificate", 403)
         if ctx.account is not None:
-            if ctx.account.id != order.account_id:
+            order = await self._run(self.store.order_by_serial, serial)
+            if order is None or ctx.account.id != order.account_id:
                 raise AcmeProblem("unauthorized", "only the account that ordered it may revoke it", 403)
-        else:
-            signer = acme_jws.load_jwk(ctx.jws.protected.get("jwk"))
-            public = cert.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        elif _spki(acme_jws.load_jwk(ctx.jws.protected.get("jwk")).key) != _spki(cert.public_key()):
+            raise AcmeProblem(
+                "unauthorized", "sign with the account that ordered it or with the certificate's key", 403
             )
-            if (
-                signer.key.public_bytes(
-                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-                )
-                != public
-            ):
-                raise AcmeProblem(
-                    "unauthorized", "sign with the account that ordered it or with the certificate's key", 403
-                )
-        revoke = getattr(self._authority, "revoke", None)
-        if revoke is None:
-            raise AcmeProblem("serverInternal", "revocation is not available on this server yet", 501)
         try:
-            await asyncio.to_thread(revoke, serial, _REASONS[reason], project_id=project_id)
-        except CsscertError as exc:
-            if "already" in str(exc).lower():
-                raise AcmeProblem("alreadyRevoked", str(exc)) from None
-            raise
+            await asyncio.to_thread(self._authority.revoke, serial, _REASONS[reason], project_id=project_id)
+        except Conflict as exc:
+            raise AcmeProblem("alreadyRevoked", str(exc)) from None
+        except AuthorityError as exc:
+            raise AcmeProblem("badRevocationReason", str(exc)) from None
         return AcmeResponse(200, b"")
+
+
+def _spki(key: Any) -> bytes:
+    public = key.public_key() if hasattr(key, "public_key") else key
+    return bytes(
+        public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
 
 
 _REASONS: dict[int, x509.ReasonFlags] = {

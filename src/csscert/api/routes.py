@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from csscert.api import acme, keystone, meta, status
+from csscert.api import acme, issuance, keystone, meta, status
 from csscert.api.acme import ACME_SHAPE, acme_path
+from csscert.api.crl import crl, is_crl_path
 from csscert.api.download import download, is_download_path
 from csscert.api.request import Request
 from csscert.api.wire import CSS_SHAPE, KEYSTONE_SHAPE, ErrorShape, Response
@@ -113,6 +114,16 @@ ROUTES: tuple[Route, ...] = (
     Route("readyz", _exact("/readyz"), _READ, status.readyz, CSS_SHAPE),
     Route("metrics", _exact("/metrics"), _READ, status.metrics, CSS_SHAPE),
     Route("openapi", _exact("/openapi.json"), _READ, meta.openapi, CSS_SHAPE),
+    Route("crl", is_crl_path, _READ, crl, CSS_SHAPE),
+    Route(
+        "certificates",
+        issuance.is_certificates_path,
+        frozenset({"POST", "GET", "HEAD"}),
+        issuance.certificates,
+        CSS_SHAPE,
+    ),
+    Route("certificate", issuance.is_certificate_path, _READ, issuance.certificate, CSS_SHAPE),
+    Route("certificate.revoke", issuance.is_revoke_path, frozenset({"POST"}), issuance.revoke, CSS_SHAPE),
     Route("acme.directory", acme_path("directory"), _READ, acme.directory, ACME_SHAPE),
     Route("acme.new_nonce", acme_path("new-nonce"), _READ, acme.new_nonce, ACME_SHAPE),
     Route("acme.new_account", acme_path("new-account"), _POST, acme.new_account, ACME_SHAPE),

@@ -1,7 +1,7 @@
 """ACME (RFC 8555): EAB keys, accounts, orders, authorizations, challenges and nonces.
 
 Revision ID: 0006
-Revises: 0004 (re-chained at merge)
+Revises: 0005 (this branch merged issuance; re-chain at merge if needed)
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
