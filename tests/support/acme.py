@@ -47,28 +47,35 @@ class AcmeSetup:
         return str(created["kid"]), str(created["hmac_key"])
 
 
-def start_acme_server(make_server: ServerFactory, tmp: Path) -> AcmeSetup:
-    http_port, tls_port = free_port(), free_port()
-    env = {
+def acme_env(http_port: int, tls_port: int) -> dict[str, str]:
+    """Validation on loopback ports (the production default never reaches loopback)."""
+    return {
         "CSSCERT_ACME_HTTP_PORT": str(http_port),
         "CSSCERT_ACME_TLS_PORT": str(tls_port),
         "CSSCERT_ACME_VALIDATION_NETWORKS": "127.0.0.0/8,::1/128",
         "CSSCERT_ACME_VALIDATION_TIMEOUT_SECONDS": "2",
     }
-    server = make_server(tls=True, env=env)
-    token = server.token()
-    # The CA file is what every node downloads: CloudSearchService.cer. Fetched once without
-    # verification; every later connection (certbot, lego, curl, openssl) verifies with it.
+
+
+def download_ca_file(server: CsscertServer, tmp: Path) -> Path:
+    """CloudSearchService.cer as every node downloads it. Fetched once without verification (trust
+    on first use); every later connection (certbot, lego, curl, openssl) verifies with it."""
     response = httpx.get(
         f"https://127.0.0.1:{server.port}/v1.0/{server.project_id}/cer/download",
-        headers={"X-Auth-Token": token},
-        verify=False,  # trust on first use: every client below verifies with it
+        headers={"X-Auth-Token": server.token()},
+        verify=False,
         timeout=10,
     )
     assert response.status_code == 200, response.text
     ca_file = tmp / "CloudSearchService.cer"
     ca_file.write_bytes(response.content)
-    return AcmeSetup(server, ca_file, http_port, tls_port)
+    return ca_file
+
+
+def start_acme_server(make_server: ServerFactory, tmp: Path) -> AcmeSetup:
+    http_port, tls_port = free_port(), free_port()
+    server = make_server(tls=True, env=acme_env(http_port, tls_port))
+    return AcmeSetup(server, download_ca_file(server, tmp), http_port, tls_port)
 
 
 def new_key() -> josepy.JWKEC:
@@ -111,12 +118,11 @@ class Client:
         )  # fmt: skip
         return jws.json_dumps().encode()
 
-    def post(self, url: str, payload: Any, **kwargs: Any) -> httpx.Response:
-        return self.http.post(
-            url,
-            content=self.signed(url, payload, **kwargs),
-            headers={"content-type": "application/jose+json"},
-        )
+    def post(self, url: str, payload: Any, *, send_to: str | None = None, **kwargs: Any) -> httpx.Response:
+        """POST a JWS for ``url``; ``send_to`` is where it goes when that differs (another host of
+        the same service behind one public URL)."""
+        body = self.signed(url, payload, **kwargs)
+        return self.http.post(send_to or url, content=body, headers={"content-type": "application/jose+json"})
 
     def eab_binding(self, kid: str, hmac_key: str) -> dict[str, Any]:
         directory = messages.Directory.from_json(self.http.get(self.setup.directory).json())
