@@ -84,3 +84,16 @@ def eab_revoke(ctx: click.Context, kid: str) -> None:
     with service_for(ctx) as service:
         service.acme.revoke_eab(kid)
     console().print(f"EAB key {kid} revoked", markup=False)
+
+
+@acme.command("prune")
+@json_option
+@click.pass_context
+def acme_prune(ctx: click.Context, as_json: bool) -> None:
+    """Remove every expired nonce and order now (the server also prunes them on the side of writes)."""
+    with service_for(ctx) as service:
+        nonces, orders = service.acme.store.prune(service.acme.now())
+    if as_json:
+        emit_json({"nonces": nonces, "orders": orders})
+    else:
+        console().print(f"pruned {nonces} expired nonces and {orders} expired orders", markup=False)
