@@ -9,9 +9,10 @@ import json
 from collections.abc import Iterator
 
 import httpx
-import josepy
 import pytest
 from acme import jws as acme_jws
+from josepy.b64 import b64decode, b64encode
+from josepy.jwa import ES256
 from support.acme import AcmeSetup, Client, new_key, problem, start_acme_server
 from support.server import ServerFactory
 
@@ -51,7 +52,7 @@ def test_an_account_without_eab_is_refused(acme: AcmeSetup) -> None:
 
 def test_a_wrong_eab_mac_is_refused_and_the_key_stays_usable(acme: AcmeSetup) -> None:
     kid, hmac_key = acme.eab()
-    wrong = josepy.b64.b64encode(b"\x00" * 32).decode()
+    wrong = b64encode(b"\x00" * 32).decode()
     intruder = Client(acme)
     refused = intruder.register(kid, wrong)
     assert refused.status_code == 403 and problem(refused) == "unauthorized"
@@ -165,7 +166,7 @@ def test_unsigned_or_wrongly_typed_requests_are_malformed(client: Client, acme: 
     garbage = client.http.post(url, content=b"\xff" * 100, headers={"content-type": "application/jose+json"})
     assert garbage.status_code == 400 and problem(garbage) == "malformed"
     header = {"alg": "HS256", "kid": client.kid, "nonce": client.nonce(), "url": url}
-    protected = josepy.b64.b64encode(json.dumps(header).encode()).decode()
+    protected = b64encode(json.dumps(header).encode()).decode()
     hs256 = {"protected": protected, "payload": "", "signature": "AA"}
     weak = client.http.post(url, content=json.dumps(hs256), headers={"content-type": "application/jose+json"})
     assert weak.status_code == 400 and problem(weak) == "badSignatureAlgorithm"
@@ -179,7 +180,7 @@ def test_key_change_moves_the_account_to_a_new_key(client: Client, acme: AcmeSet
     # The inner JWS is signed by the new key and carries no nonce (RFC 8555 §7.3.5).
     inner = acme_jws.JWS.sign(
         json.dumps({"account": client.kid, "oldKey": client.key.public_key().to_json()}).encode(),
-        key=new, alg=josepy.ES256, nonce=None, url=url, kid=None,
+        key=new, alg=ES256, nonce=None, url=url, kid=None,
     )  # fmt: skip
     changed = client.post(url, json.loads(inner.json_dumps()))
     assert changed.status_code == 200, changed.text
@@ -197,7 +198,7 @@ def test_orders_are_listed_for_their_account(client: Client, acme: AcmeSetup) ->
 
 def test_no_eab_secret_is_stored_in_clear(acme: AcmeSetup) -> None:
     kid, hmac_key = acme.eab()
-    raw = josepy.b64.b64decode(hmac_key)
+    raw = b64decode(hmac_key)
     database = (acme.server.data_dir / "csscert.db").read_bytes()
     wal = acme.server.data_dir / "csscert.db-wal"
     everything = database + (wal.read_bytes() if wal.exists() else b"")

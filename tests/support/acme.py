@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import josepy
 from acme import jws as acme_jws
 from acme import messages
 from cryptography.hazmat.primitives.asymmetric import ec
+from josepy.b64 import b64decode
+from josepy.jwa import ES256, RS256
+from josepy.jwk import JWK, JWKEC
 
 from support.server import CsscertServer, ServerFactory, free_port
 
@@ -78,8 +80,8 @@ def start_acme_server(make_server: ServerFactory, tmp: Path) -> AcmeSetup:
     return AcmeSetup(server, download_ca_file(server, tmp), http_port, tls_port)
 
 
-def new_key() -> josepy.JWKEC:
-    return josepy.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+def new_key() -> JWKEC:
+    return JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
 
 
 @dataclass
@@ -87,7 +89,7 @@ class Client:
     """Just enough ACME to provoke each refusal: every request is a JWS signed with josepy."""
 
     setup: AcmeSetup
-    key: josepy.JWK = field(default_factory=new_key)
+    key: JWK = field(default_factory=new_key)
     kid: str | None = None
     http: httpx.Client = field(init=False)
 
@@ -105,7 +107,7 @@ class Client:
         payload: Any,
         *,
         nonce: str | None = None,
-        key: josepy.JWK | None = None,
+        key: JWK | None = None,
         kid: str | None = None,
         use_jwk: bool = False,
     ) -> bytes:
@@ -113,10 +115,10 @@ class Client:
         key = key or self.key
         kid = None if use_jwk else (kid or self.kid)
         jws = acme_jws.JWS.sign(
-            body, key=key, alg=josepy.ES256 if isinstance(key, josepy.JWKEC) else josepy.RS256,
-            nonce=josepy.b64.b64decode(nonce or self.nonce()), url=url, kid=kid,
+            body, key=key, alg=ES256 if isinstance(key, JWKEC) else RS256,
+            nonce=b64decode(nonce or self.nonce()), url=url, kid=kid,
         )  # fmt: skip
-        return jws.json_dumps().encode()
+        return str(jws.json_dumps()).encode()
 
     def post(self, url: str, payload: Any, *, send_to: str | None = None, **kwargs: Any) -> httpx.Response:
         """POST a JWS for ``url``; ``send_to`` is where it goes when that differs (another host of

@@ -49,7 +49,7 @@ from csscert.store.acme import (
     new_token,
 )
 
-__all__ = ["AcmeResponse", "AcmeServer", "check_identifiers", "eab_context"]
+__all__ = ["AcmeResponse", "AcmeServer", "Context", "check_identifiers", "eab_context"]
 
 MAX_IDENTIFIERS = 100
 CHALLENGE_TYPES = ("http-01", "tls-alpn-01")

@@ -38,6 +38,7 @@ __all__ = [
     "AcmeOrder",
     "AcmeStore",
     "EabKey",
+    "new_token",
 ]
 
 _PRUNE_STEP = 100  # expired rows a write removes on the side, at most
