@@ -204,3 +204,13 @@ def test_no_eab_secret_is_stored_in_clear(acme: AcmeSetup) -> None:
     everything = database + (wal.read_bytes() if wal.exists() else b"")
     assert kid.encode() in everything
     assert hmac_key.encode() not in everything and raw not in everything
+
+
+def test_each_client_address_is_rate_limited_with_retry_after(make_server: ServerFactory) -> None:
+    server = make_server(env={"CSSCERT_RATE_LIMIT_CREDENTIAL": "3/60"})
+    url = f"{server.url}/acme/{server.project_id}/new-nonce"
+    statuses = [httpx.head(url, timeout=10).status_code for _ in range(3)]
+    assert statuses == [200, 200, 200]
+    limited = httpx.get(url, timeout=10)
+    assert limited.status_code == 429 and problem(limited) == "rateLimited"
+    assert int(limited.headers["retry-after"]) >= 1

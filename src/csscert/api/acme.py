@@ -15,7 +15,7 @@ from csscert.acme.problems import PREFIX, AcmeProblem, problem_of
 from csscert.acme.server import AcmeResponse, AcmeServer, Context
 from csscert.api.request import Request
 from csscert.api.wire import ErrorShape, Headers, Response
-from csscert.errors import CsscertError
+from csscert.errors import CsscertError, Throttled
 from csscert.service import Service
 
 __all__ = ["ACME_SHAPE", "acme_path"]
@@ -127,6 +127,9 @@ def _out(response: AcmeResponse, request_id: str) -> Response:
 async def _project(service: Service, request: Request) -> tuple[AcmeServer, str, str]:
     project_id = _parts(request)[2]
     request.project_id = project_id[:32]
+    # Every ACME request costs a store write or more (a nonce at least) before anyone is known:
+    # one token bucket per client address, at the per-credential rate (429 rateLimited).
+    service.limits.check_credential(f"acme {request.client}", service.now())
     server = service.acme
     base = f"{_origin(service, request)}/acme/{project_id}"
     if not await server.project_exists(project_id):
@@ -162,8 +165,8 @@ async def _post(service: Service, request: Request, action: Action, *, jwk_allow
 async def directory(service: Service, request: Request) -> Response:
     try:
         server, _, base = await _project(service, request)
-    except AcmeProblem as exc:
-        return _problem(exc, request.request_id)
+    except (AcmeProblem, Throttled) as exc:
+        return _problem(problem_of(exc), request.request_id)
     body = json.dumps(server.directory(base), separators=(",", ":")).encode()
     return 200, [("content-type", "application/json"), ("x-request-id", request.request_id)], body
 
@@ -171,8 +174,8 @@ async def directory(service: Service, request: Request) -> Response:
 async def new_nonce(service: Service, request: Request) -> Response:
     try:
         server, _, base = await _project(service, request)
-    except AcmeProblem as exc:
-        return _problem(exc, request.request_id)
+    except (AcmeProblem, Throttled) as exc:
+        return _problem(problem_of(exc), request.request_id)
     status = 200 if request.method == "HEAD" else 204
     return await _finish(server, request, base, (status, [("x-request-id", request.request_id)], b""))
 
