@@ -32,6 +32,7 @@ from csscert.acme.problems import PREFIX, AcmeProblem
 from csscert.acme.validation import Failure, Target, networks, validate
 from csscert.audit import AuditEntry
 from csscert.ca import Authority
+from csscert.ca.authority import PUBLIC_BASE_URL_META
 from csscert.ca.names import AuthorityError, validate_dns_name, validate_ip
 from csscert.errors import Conflict, CsscertError, InvalidRequest, PolicyViolation, ResourceNotFound
 from csscert.identity.roles import CERTIFICATE_ISSUER
@@ -179,7 +180,7 @@ class AcmeServer:
             "newOrder": f"{base}/new-order",
             "revokeCert": f"{base}/revoke-cert",
             "keyChange": f"{base}/key-change",
-            "meta": {"externalAccountRequired": True, "website": "https://github.com/csscert"},
+            "meta": {"externalAccountRequired": True},
         }
 
     # -- External Account Binding keys (the CLI's) --------------------------------------------
@@ -205,6 +206,13 @@ class AcmeServer:
         audit = AuditEntry("acme.eab.create", f"eab {kid} project {project.id}", f"user {user.name}")
         self.store.create_eab(key, audit=audit)
         return key, b64encode(secret).decode()
+
+    def directory_url(self, project_id: str) -> str:
+        """The directory clients are given: ``public_url``, else the address ``serve`` recorded (a
+        CLI process does not know the server's), else this process's own."""
+        base = self._settings.public_url or self._sql.get_meta(PUBLIC_BASE_URL_META)
+        base = base or self._settings.public_base_url()
+        return f"{base.rstrip('/')}/acme/{project_id}/directory"
 
     def revoke_eab(self, kid: str) -> None:
         """Revoke an EAB key; the account it bound (if any) is deactivated with it."""
@@ -456,7 +464,7 @@ class AcmeServer:
                     order.id, serial=None, cert_pem=None, expires=None, error=message
                 )
             )
-            if isinstance(exc, AuthorityError):
+            if isinstance(exc, AuthorityError | PolicyViolation):
                 raise AcmeProblem("badCSR", str(exc)) from None
             raise
         except BaseException:

@@ -33,7 +33,7 @@ def eab_create(ctx: click.Context, user_ref: str, project_ref: str, as_json: boo
         user = service.identity.resolve_user(user_ref)
         project = service.identity.resolve_project(project_ref)
         key, hmac_key = service.acme.create_eab(user, project)
-        directory = f"{service.settings.public_base_url()}/acme/{project.id}/directory"
+        directory = service.acme.directory_url(project.id)
     if as_json:
         emit_json({"kid": key.kid, "hmac_key": hmac_key, "project_id": project.id, "directory": directory})
         return
