@@ -11,9 +11,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from acme import jws as acme_jws
+from cryptography.hazmat.primitives import serialization
 from josepy.b64 import b64decode, b64encode
 from josepy.jwa import ES256
-from support.acme import AcmeSetup, Client, new_key, problem, start_acme_server
+from josepy.jwk import JWKEC
+from support.acme import AcmeSetup, Client, http01_responder, new_key, obtain, problem, start_acme_server
 from support.server import ServerFactory
 
 
@@ -214,3 +216,41 @@ def test_each_client_address_is_rate_limited_with_retry_after(make_server: Serve
     limited = httpx.get(url, timeout=10)
     assert limited.status_code == 429 and problem(limited) == "rateLimited"
     assert int(limited.headers["retry-after"]) >= 1
+
+
+def test_revocation_by_the_certificate_key_or_the_ordering_account_only(
+    client: Client, acme: AcmeSetup
+) -> None:
+    with http01_responder(acme.http_port) as (_, answers):
+        leaf, key = obtain(client, answers)
+        second, _ = obtain(client, answers)
+    der = b64encode(leaf.public_bytes(serialization.Encoding.DER)).decode()
+    url = f"{acme.base}/revoke-cert"
+    stranger = Client(acme)
+    assert stranger.register(*acme.eab()).status_code == 201
+    refused = stranger.post(url, {"certificate": der})
+    assert refused.status_code == 403 and problem(refused) == "unauthorized"
+    bad_reason = client.post(url, {"certificate": der, "reason": 7})
+    assert bad_reason.status_code == 400 and problem(bad_reason) == "badRevocationReason"
+    by_key = client.post(url, {"certificate": der, "reason": 1}, key=JWKEC(key=key), use_jwk=True)
+    assert by_key.status_code == 200, by_key.text
+    again = client.post(url, {"certificate": der})
+    assert again.status_code == 400 and problem(again) == "alreadyRevoked"
+    other = b64encode(second.public_bytes(serialization.Encoding.DER)).decode()
+    assert client.post(url, {"certificate": other}).status_code == 200  # the ordering account
+    statuses = {row["serial"]: row["status"] for row in acme.server.cli_json("cert", "list", "--all")}
+    assert (
+        statuses[format(leaf.serial_number, "x")] == statuses[format(second.serial_number, "x")] == "revoked"
+    )
+
+
+def test_an_account_acts_only_in_its_own_project(client: Client, acme: AcmeSetup) -> None:
+    other_project = acme.server.cli_json("project", "create", f"{acme.server.bootstrap['region']}_other")[
+        "id"
+    ]
+    url = f"https://localhost:{acme.server.port}/acme/{other_project}/new-order"
+    assert client.kid is not None
+    foreign_kid = client.kid.replace(acme.server.project_id, other_project)
+    payload = {"identifiers": [{"type": "dns", "value": "localhost"}]}
+    response = client.post(url, payload, kid=foreign_kid)
+    assert response.status_code == 400 and problem(response) == "accountDoesNotExist"

@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import json
 import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from acme import jws as acme_jws
 from acme import messages
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from josepy.b64 import b64decode
+from josepy.b64 import b64decode, b64encode
 from josepy.jwa import ES256, RS256
 from josepy.jwk import JWK, JWKEC
 
@@ -151,3 +157,57 @@ def problem(response: httpx.Response) -> str:
     kind = response.json()["type"]
     assert kind.startswith("urn:ietf:params:acme:error:")
     return str(kind.removeprefix("urn:ietf:params:acme:error:"))
+
+
+class _Answers(BaseHTTPRequestHandler):
+    answers: ClassVar[dict[str, str]] = {}
+
+    def do_GET(self) -> None:
+        body = self.answers.get(self.path.rsplit("/", 1)[-1], "").encode()
+        self.send_response(200 if body else 404)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def http01_responder(port: int = 0) -> Iterator[tuple[int, dict[str, str]]]:
+    """An http-01 responder on 127.0.0.1:``port``: put token -> key authorization in the dict."""
+    answers: dict[str, str] = {}
+    handler = type("Answers", (_Answers,), {"answers": answers})
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield int(server.server_address[1]), answers
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def obtain(client: Client, answers: dict[str, str], name: str = "localhost") -> tuple[x509.Certificate, Any]:
+    """A whole order with the small client: http-01 answered through ``answers``; (leaf, key)."""
+    order = client.order(name)
+    assert order.status_code == 201, order.text
+    authz = client.post(order.json()["authorizations"][0], None).json()
+    challenge = next(c for c in authz["challenges"] if c["type"] == "http-01")
+    answers[challenge["token"]] = (
+        f"{challenge['token']}.{b64encode(client.key.public_key().thumbprint()).decode()}"
+    )
+    answered = client.post(challenge["url"], {})
+    assert answered.json()["status"] == "valid", answered.text
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    der = csr.public_bytes(serialization.Encoding.DER)
+    done = client.post(order.json()["finalize"], {"csr": b64encode(der).decode()}).json()
+    assert done["status"] == "valid", done
+    chain = client.post(done["certificate"], None)
+    assert chain.headers["content-type"] == "application/pem-certificate-chain"
+    return x509.load_pem_x509_certificates(chain.content)[0], key

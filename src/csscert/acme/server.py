@@ -237,7 +237,7 @@ class AcmeServer:
         prefix = f"{base}/acct/"
         account_id = jws.kid[len(prefix) :] if jws.kid.startswith(prefix) else ""
         account = await self._run(self.store.account, account_id) if _ID.match(account_id) else None
-        if account is None:
+        if account is None or account.project_id != base.rsplit("/", 1)[1]:
             raise AcmeProblem("accountDoesNotExist", "no account with that kid in this project", 400)
         if account.status != "valid":
             raise AcmeProblem("unauthorized", f"the account is {account.status}", 403)
