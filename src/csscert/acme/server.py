@@ -47,19 +47,15 @@ from csscert.store.acme import (
     AcmeOrder,
     AcmeStore,
     EabKey,
+    eab_context,
     new_token,
 )
 
-__all__ = ["AcmeResponse", "AcmeServer", "Context", "check_identifiers", "eab_context"]
+__all__ = ["AcmeResponse", "AcmeServer", "Context", "check_identifiers"]
 
 MAX_IDENTIFIERS = 100
 CHALLENGE_TYPES = ("http-01", "tls-alpn-01")
 _ID = re.compile(r"[0-9a-f]{32}\Z")
-
-
-def eab_context(kid: str) -> str:
-    """The sealing context of an EAB key's HMAC (the custody branch's registry re-seals it)."""
-    return f"eab:{kid}"
 
 
 def check_identifiers(authority: Authority, project_id: str, identifiers: Sequence[tuple[str, str]]) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "AcmeOrder",
     "AcmeStore",
     "EabKey",
+    "eab_context",
     "new_token",
 ]
 
@@ -151,6 +152,12 @@ def _order(r: Any, authz_ids: Sequence[str]) -> AcmeOrder:
         _utc(r.created_at),
         tuple(authz_ids),
     )
+
+
+def eab_context(kid: str) -> str:
+    """The sealing context of an EAB key's HMAC key (the custody registry's entry for
+    ``acme_eab_keys.hmac_sealed``, keyed by ``kid``, uses it to re-seal it)."""
+    return f"eab:{kid}"
 
 
 def new_token() -> str:
