@@ -63,7 +63,7 @@ def _keystone_pattern(pattern: str) -> Callable[[str], bool]:
 
 
 _READ = frozenset({"GET", "HEAD"})
-_POST = frozenset({"POST"})
+_GET, _POST, _POST_GET = frozenset({"GET"}), frozenset({"POST"}), frozenset({"POST", "GET"})
 
 
 async def _gateway_not_found(service: Service, request: Request) -> Response:
@@ -115,15 +115,9 @@ ROUTES: tuple[Route, ...] = (
     Route("metrics", _exact("/metrics"), _READ, status.metrics, CSS_SHAPE),
     Route("openapi", _exact("/openapi.json"), _READ, meta.openapi, CSS_SHAPE),
     Route("crl", is_crl_path, _READ, crl, CSS_SHAPE),
-    Route(
-        "certificates",
-        issuance.is_certificates_path,
-        frozenset({"POST", "GET", "HEAD"}),
-        issuance.certificates,
-        CSS_SHAPE,
-    ),
-    Route("certificate", issuance.is_certificate_path, _READ, issuance.certificate, CSS_SHAPE),
-    Route("certificate.revoke", issuance.is_revoke_path, frozenset({"POST"}), issuance.revoke, CSS_SHAPE),
+    Route("certificates", issuance.is_certificates_path, _POST_GET, issuance.certificates, CSS_SHAPE),
+    Route("certificate", issuance.is_certificate_path, _GET, issuance.certificate, CSS_SHAPE),
+    Route("certificate.revoke", issuance.is_revoke_path, _POST, issuance.revoke, CSS_SHAPE),
     Route("acme.directory", acme_path("directory"), _READ, acme.directory, ACME_SHAPE),
     Route("acme.new_nonce", acme_path("new-nonce"), _READ, acme.new_nonce, ACME_SHAPE),
     Route("acme.new_account", acme_path("new-account"), _POST, acme.new_account, ACME_SHAPE),
