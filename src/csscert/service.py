@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from csscert.ca import Authority
 from csscert.ca.trust import TrustCache
@@ -35,6 +35,9 @@ from csscert.model import CertificateAuthority, Project
 from csscert.sealing import MASTER_KEY_FILE, MasterKeyError, Sealer, load_master_key
 from csscert.settings import Settings
 from csscert.store import Conflict, SqlStore, exclusive, migrate, open_store
+
+if TYPE_CHECKING:
+    from csscert.store.console import ConsoleReads
 
 __all__ = [
     "BOOTSTRAP_FILE",
@@ -296,6 +299,13 @@ class Service:
     @cached_property
     def trust(self) -> TrustCache:
         return TrustCache(self.store, self.settings)
+
+    @cached_property
+    def console_reads(self) -> ConsoleReads:
+        """The web console's paged queries (built on its first page, never by the download)."""
+        from csscert.store.console import ConsoleReads
+
+        return ConsoleReads(self.store)
 
     @cached_property
     def feed(self) -> ChangeFeed:
