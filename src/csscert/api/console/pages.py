@@ -96,6 +96,8 @@ class Session:
 
 def _form(request: Request) -> dict[str, str]:
     """The fields of a urlencoded form body (first value of each), each bounded in length."""
+    if not request.body:
+        return {}  # nothing sent: every required field (the CSRF token first) is then missing
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise InvalidRequest("forms are sent as application/x-www-form-urlencoded")

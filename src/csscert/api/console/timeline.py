@@ -139,7 +139,9 @@ def timeline_svg(lanes: Sequence[Lane], now: dt.datetime, *, title: str) -> str:
         f'<line x1="{x_now:.1f}" y1="22" x2="{x_now:.1f}" y2="{height - 28}" stroke="{_TEXT}" '
         'stroke-width="2" stroke-dasharray="4 3"/>'
     )
-    out.append(_text(x_now, height - 12, f"today {now:%Y-%m-%d}", size=12, anchor="middle", weight="600"))
+    # The label stays inside the picture when today is near either edge.
+    anchor = "start" if x_now < 90 else "end" if x_now > WIDTH - 90 else "middle"
+    out.append(_text(x_now, height - 12, f"today {now:%Y-%m-%d}", size=12, anchor=anchor, weight="600"))
     out.append("</svg>")
     return "".join(out)
 
