@@ -83,6 +83,10 @@ __all__ = [
     "NotFound",
     "SqlStore",
     "StoreUnavailable",
+    "ca_row",
+    "issued_row",
+    "read_guard",
+    "utc",
 ]
 
 NOTIFY_CHANNEL = "csscert_changes"
@@ -1186,3 +1190,10 @@ def _issued(r: Any) -> IssuedCertificate:
 
 def _fernet(r: Any) -> FernetKey:
     return FernetKey(r.id, r.key_sealed, bool(r.is_primary), _utc(r.created_at))
+
+
+# For the store's other modules (store/console.py): row converters and the read guard, one copy.
+ca_row = _ca
+issued_row = _issued
+read_guard = _unavailable_on_failure
+utc = _utc
