@@ -26,6 +26,7 @@ __all__ = [
     "MethodNotAllowed",
     "NotAcceptable",
     "PayloadTooLarge",
+    "PolicyViolation",
     "RequestTimeout",
     "ResourceNotFound",
     "RouteNotFound",
@@ -65,6 +66,11 @@ class InvalidRequest(CsscertError):
     css_code = "CSS.0001"
     status = 400
     keystone_status = 400
+
+
+class PolicyViolation(InvalidRequest):
+    """A certificate request outside its project's issuance policy; the message names the DNS
+    name, IP address or validity that is not allowed (400 CSS.0001)."""
 
 
 class AuthenticationFailed(CsscertError):

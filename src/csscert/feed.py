@@ -26,6 +26,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from csscert.ca.trust import TrustCache
 from csscert.cache import SingleFlight
@@ -71,6 +72,9 @@ class ChangeFeed:
         self._listener: object | None = None
         self.catch_ups = 0
         self.applied_changes = 0
+        # Other per-worker caches derived from the store (``apply(changes)``, ``clear()``),
+        # e.g. the CRLs (ca/crls.py); evicted with the same changes as the read model.
+        self.also: list[Any] = []
 
     # -- the request path ---------------------------------------------------------------
 
@@ -121,10 +125,14 @@ class ChangeFeed:
             # key by key on the event loop, and the caches refill on demand.
             self._directory.clear()
             self._trust.clear()
+            for other in self.also:
+                other.clear()
             keys_changed = any(c.kind == "fernet_key" for c in changes)
         else:
             keys_changed = self._directory.apply(changes)
             self._trust.apply(changes)
+            for other in self.also:
+                other.apply(changes)
         if keys_changed:
             keys = await self._store.read(self._store.fernet_keys)
             self._directory.reload_codec(keys)
@@ -138,6 +146,8 @@ class ChangeFeed:
         keys = await self._store.read(self._store.fernet_keys)
         self._directory.clear()
         self._trust.clear()
+        for other in self.also:
+            other.clear()
         self._directory.reload_codec(keys)
         self.applied = current
 

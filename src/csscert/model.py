@@ -23,6 +23,7 @@ __all__ = [
     "FernetKey",
     "ImportedAccessKey",
     "ImportedUserRecord",
+    "IssuancePolicy",
     "IssuedCertificate",
     "Project",
     "User",
@@ -70,6 +71,8 @@ class User:
     project_ids: frozenset[str]
     # Epoch milliseconds: tokens of this user issued before it are void (None: no such event).
     tokens_valid_after_ms: int | None = None
+    # Per-user roles (0005): "certificate-issuer", "administrator" (identity/roles.py).
+    roles: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +115,24 @@ class IssuedCertificate:
     subject: str = ""  # RFC 4514
     profile: str = "node"  # node, client, admin
     key_type: str = ""  # rsa2048, p256...; "" on records older than migration 0003
-    status: str = "valid"  # valid, or superseded once a newer one of the same name was delivered
-    origin: str = "cli"  # cli (key generated here), csr (signed request), serve (csscert's own TLS)
+    status: str = "valid"  # valid; superseded once a newer one of the same name was delivered; revoked
+    origin: str = "cli"  # cli (key generated here), csr (signed request), api, acme, serve (own TLS)
+    revoked_at: datetime | None = None  # since 0005, with the RFC 5280 reason (ReasonFlags value)
+    revocation_reason: str | None = None
+    cert_pem: bytes | None = None  # the certificate itself (0005; None on older records)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuancePolicy:
+    """What a project's certificates may name (0005): DNS patterns (``node-1.example.com`` or
+    ``*.example.com``, one label), IP networks (CIDR) and the longest validity. Once it has any
+    name rule, every DNS name and IP address must match one (as step-ca's allow lists do); one
+    with only ``max_days`` limits validity alone. See :mod:`csscert.ca.policy`."""
+
+    project_id: str
+    allow_dns: tuple[str, ...] = ()
+    allow_ip: tuple[str, ...] = ()
+    max_days: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

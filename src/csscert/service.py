@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from csscert.ca import Authority
+from csscert.ca.crls import CrlCache
 from csscert.ca.trust import TrustCache
 from csscert.errors import ConfigurationError, ResourceNotFound
 from csscert.feed import ChangeFeed
 from csscert.files import write_replacing
 from csscert.identity import Directory, Identity
+from csscert.identity.roles import ROLES
 from csscert.limits import Limits
 from csscert.model import CertificateAuthority, Project
 from csscert.sealing import MASTER_KEY_FILE, MasterKeyError, Sealer, load_master_key
@@ -172,6 +174,8 @@ class Service:
         self.truststore_default_password = settings.truststore_default_password.get_secret_value()
         # Truststores built at once, off the event loop (api/download.py): a bound per worker.
         self.truststore_builders = asyncio.Semaphore(settings.truststore_builders)
+        # Certificate requests signed at once over the API, off the event loop (api/issuance.py).
+        self.signers = asyncio.Semaphore(settings.signing_workers)
         self.limits = Limits(
             enabled=settings.rate_limits == "on",
             credential=settings.rate_limit_credential,
@@ -264,6 +268,10 @@ class Service:
             self.identity.create_user(BOOTSTRAP_USER, [project.id], password)
         except Conflict:  # an earlier first start stopped half-way: take the user over
             self.identity.set_password(BOOTSTRAP_USER, password)
+        held = self.identity.resolve_user(BOOTSTRAP_USER).roles
+        for role in ROLES:  # the bootstrap user may issue and administer
+            if role not in held:
+                self.identity.grant_role(BOOTSTRAP_USER, role)
         key, secret = self.identity.create_credential(BOOTSTRAP_USER, "bootstrap")
         path = self.settings.data_dir / BOOTSTRAP_FILE
         payload = {
@@ -308,14 +316,20 @@ class Service:
         return ConsoleReads(self.store)
 
     @cached_property
+    def crls(self) -> CrlCache:
+        return CrlCache(self.store, self.authority.crl_document)
+
+    @cached_property
     def feed(self) -> ChangeFeed:
-        return ChangeFeed(
+        feed = ChangeFeed(
             self.store,
             self.directory,
             self.trust,
             self.store.change_signal,
             self.settings.revision_poll_seconds,
         )
+        feed.also.append(self.crls)
+        return feed
 
     async def current(self) -> None:
         """Apply every change heard of before answering; a memory read when nothing changed.
@@ -360,6 +374,8 @@ class Service:
         if "trust" in self.__dict__:
             sizes["bundles"] = len(self.trust.bundles)
             sizes["representations"] = self.trust.representations()
+        if "crls" in self.__dict__:
+            sizes["crls"] = len(self.crls.documents)
         return sizes
 
     def now(self) -> float:

@@ -195,6 +195,21 @@ class Settings(BaseSettings):
         default=None, description="A bearer token that also opens `/metrics` (from anywhere)."
     )
 
+    # -- issuance over the API (issue 12) ---------------------------------------------------
+    crl_validity_hours: int = Field(
+        default=24,
+        ge=2,
+        le=24 * 31,
+        description="Hours from a CRL's thisUpdate to its nextUpdate; each CA's CRL is re-signed every "
+        "half of it, and at once after a revocation.",
+    )
+    signing_workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Certificate requests signed at once per worker over the API, off the event loop.",
+    )
+
     @field_validator("region")
     @classmethod
     def _region_is_a_name(cls, value: str) -> str:

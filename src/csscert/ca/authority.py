@@ -18,7 +18,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from csscert.audit import AuditEntry
+from csscert.ca import policy as policies
 from csscert.ca.bundle import trusted_first
+from csscert.ca.crl import REASONS, CrlDocument, build_crl, crl_path, window
 from csscert.ca.csr import check_csr
 from csscert.ca.keys import CAKey, SealedKey, seal_context
 from csscert.ca.names import (
@@ -33,14 +35,17 @@ from csscert.ca.names import (
     validate_name,
 )
 from csscert.ca.profiles import PROFILES, ProfileRule, extended_key_usage
-from csscert.errors import ResourceNotFound
-from csscert.model import CAState, CertificateAuthority, IssuedCertificate, new_id
+from csscert.errors import Conflict, ResourceNotFound
+from csscert.model import CAState, CertificateAuthority, IssuancePolicy, IssuedCertificate, new_id
 from csscert.sealing import Sealer
 from csscert.settings import KeyType, Settings
-from csscert.store import SqlStore
+from csscert.store import NotFound, SqlStore
+from csscert.store.issuance import IssuanceStore
 
-__all__ = ["Authority", "NodeCertificate", "generate_private_key"]
+__all__ = ["PUBLIC_BASE_URL_META", "Authority", "NodeCertificate", "generate_private_key"]
 
+PUBLIC_BASE_URL_META = "public_base_url"  # recorded by `serve`: what the CLI puts in CRL URLs
+_LIVE_SHOWN = 1000  # certificates `ca retire` lists, at most (it counts them all)
 _BACKDATE = dt.timedelta(minutes=5)  # tolerate clients whose clocks run a little behind
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -99,6 +104,14 @@ def _rule(profile: str) -> ProfileRule:
         raise AuthorityError(f"unknown profile {profile!r}; use node, client or admin") from None
 
 
+def normalise_serial(serial: str) -> str:
+    """A serial as the store keeps it: lower-case hex without colons or leading zeros."""
+    cleaned = serial.strip().lower().replace(":", "")
+    if not cleaned or len(cleaned) > 48 or any(c not in "0123456789abcdef" for c in cleaned):
+        raise ResourceNotFound(f"no certificate with serial {serial[:80]!r} (serials are hex)")
+    return cleaned.lstrip("0") or "0"
+
+
 def _is_ip(value: str) -> bool:
     try:
         ipaddress.ip_address(value)
@@ -114,6 +127,7 @@ class Authority:
         self._store = store
         self._sealer = sealer
         self._settings = settings
+        self._issuance = IssuanceStore(store)
 
     # -- scopes -------------------------------------------------------------------------
 
@@ -201,25 +215,16 @@ class Authority:
         return matches[0]
 
     def unexpired_issued(self, ca: CertificateAuthority) -> list[IssuedCertificate]:
-        """Node certificates signed by ``ca`` that are unexpired and not yet re-issued.
+        """Certificates signed by ``ca`` that still count: unexpired, not re-issued (superseded)
+        and not revoked; at most 1000 of them, by name (:meth:`live_count` counts them all).
 
-        A node counts as re-issued once a later certificate for the same project and node
-        name was signed by another CA.
+        One indexed query: a node counts as re-issued once a later certificate of the same
+        project and name was delivered (its status then says ``superseded``).
         """
-        now = dt.datetime.now(dt.UTC)
-        everything = self._store.issued()
-        replaced_after: dict[tuple[str, str], dt.datetime] = {}
-        for cert in everything:
-            if cert.ca_id != ca.id:
-                key = (cert.project_id, cert.name)
-                replaced_after[key] = max(cert.created_at, replaced_after.get(key, cert.created_at))
-        return [
-            cert
-            for cert in everything
-            if cert.ca_id == ca.id
-            and cert.not_after > now
-            and not replaced_after.get((cert.project_id, cert.name), cert.created_at) > cert.created_at
-        ]
+        return self._issuance.live_of_ca(ca.id, dt.datetime.now(dt.UTC), _LIVE_SHOWN)[1]
+
+    def live_count(self, ca: CertificateAuthority) -> int:
+        return self._issuance.live_of_ca(ca.id, dt.datetime.now(dt.UTC), 0)[0]
 
     def retire(self, fingerprint: str, *, force: bool = False) -> CertificateAuthority:
         """Take a CA out of its scope's bundle; never the active (newest) one, so the bundle
@@ -232,13 +237,14 @@ class Authority:
             raise AuthorityError("refusing to retire the active (newest) CA of its scope; rotate first")
         if len(self.trusted(ca.scope)) < 2:
             raise AuthorityError("refusing to retire the only trusted CA of its scope")
-        live = self.unexpired_issued(ca)
-        if live and not force:
+        count, live = self._issuance.live_of_ca(ca.id, dt.datetime.now(dt.UTC), 6)
+        if count and not force:
             names = ", ".join(sorted({cert.name for cert in live})[:5])
             raise AuthorityError(
-                f"{len(live)} unexpired node certificate(s) signed by this CA are on record ({names}"
+                f"{count} unexpired node certificate(s) signed by this CA are on record ({names}"
                 f"{', ...' if len({cert.name for cert in live}) > 5 else ''}); "
-                "re-issue them with 'csscert cert issue', or pass --force"
+                "re-issue them with 'csscert cert issue', revoke them with 'csscert cert revoke', "
+                "or pass --force"
             )
         self._change_time(ca.scope)
         self._store.retire_authority(ca.id, audit=AuditEntry("ca.retire", _ca(ca), "forced" if force else ""))
@@ -360,15 +366,147 @@ class Authority:
             deliver=deliver,
         )
 
-    def certificates(self, project_id: str | None = None) -> list[IssuedCertificate]:
-        """Every certificate on record (oldest first), optionally of one project."""
-        return [c for c in self._store.issued() if project_id is None or c.project_id == project_id]
+    def certificates_page(
+        self,
+        project_id: str | None,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[IssuedCertificate]:
+        """Up to ``limit`` certificates in issue order after the serial ``after``: one indexed
+        query, whatever the number on record. ``status`` is valid, superseded, revoked or
+        expired (valid ones whose time is up)."""
+        marker = None
+        if after is not None:
+            marker = self._issuance.certificate(normalise_serial(after))
+            if marker is None or (project_id is not None and marker.project_id != project_id):
+                raise ResourceNotFound(f"marker {after!r} is not a certificate of this project")
+        now = dt.datetime.now(dt.UTC)
+        if status == "expired":
+            if project_id is None:
+                raise AuthorityError("status 'expired' needs a project")
+            return self._issuance.expired_page(project_id, now, after=marker, limit=limit)
+        if status not in (None, "valid", "superseded", "revoked"):
+            raise AuthorityError(f"unknown status {status!r}; use valid, expired, superseded or revoked")
+        return self._issuance.page(
+            project_id,
+            status=status,
+            name=name,
+            after=marker,
+            limit=limit,
+            expired_before=now if status == "valid" else None,
+        )
+
+    def certificate(self, serial: str, project_id: str | None = None) -> IssuedCertificate:
+        """The certificate with this serial (hex, colons and case do not matter), of ``project_id``
+        when given (another project's certificate is "not found", never "forbidden")."""
+        found = self._issuance.certificate(normalise_serial(serial))
+        if found is None or (project_id is not None and found.project_id != project_id):
+            raise ResourceNotFound(f"no certificate with serial {serial[:80]!r} in this project")
+        return found
+
+    def certificate_or_none(self, serial: str) -> IssuedCertificate | None:
+        return self._issuance.certificate(normalise_serial(serial))
 
     def latest(self, project_id: str, name: str) -> IssuedCertificate:
-        matches = [c for c in self._store.issued() if c.project_id == project_id and c.name == name]
-        if not matches:
+        found = self._issuance.latest(project_id, name)
+        if found is None:
             raise ResourceNotFound(f"no certificate named {name!r} in this project; see 'csscert cert list'")
-        return max(matches, key=lambda c: c.created_at)
+        return found
+
+    # -- issuance policy ------------------------------------------------------------------
+
+    def policy(self, project_id: str) -> IssuancePolicy | None:
+        """The project's issuance policy; None when it has none (the CLI's rules alone apply)."""
+        return self._issuance.policy(project_id)
+
+    def set_policy(
+        self,
+        project_id: str,
+        allow_dns: Sequence[str] = (),
+        allow_ip: Sequence[str] = (),
+        max_days: int | None = None,
+    ) -> IssuancePolicy:
+        made = policies.make_policy(project_id, allow_dns, allow_ip, max_days)
+        detail = (
+            f"dns {', '.join(made.allow_dns) or '-'}; ip {', '.join(made.allow_ip) or '-'}; "
+            f"max days {made.max_days or '-'}"
+        )
+        self._issuance.set_policy(made, audit=AuditEntry("project.policy", f"project {project_id}", detail))
+        return made
+
+    def clear_policy(self, project_id: str) -> None:
+        try:
+            self._issuance.clear_policy(
+                project_id, audit=AuditEntry("project.policy-clear", f"project {project_id}")
+            )
+        except NotFound as exc:
+            raise ResourceNotFound("the project has no issuance policy") from exc
+
+    def check_policy(
+        self,
+        project_id: str,
+        dns_names: Sequence[str],
+        ip_addresses: Sequence[str],
+        validity_days: int | None = None,
+    ) -> None:
+        """Raise :class:`~csscert.errors.PolicyViolation` naming what the project's policy does
+        not allow (nothing without a policy)."""
+        policies.check(self.policy(project_id), dns_names, ip_addresses, validity_days)
+
+    # -- revocation and CRLs ----------------------------------------------------------------
+
+    def revoke(
+        self, serial: str, reason: x509.ReasonFlags, *, project_id: str | None = None
+    ) -> IssuedCertificate:
+        """Revoke a certificate for an RFC 5280 ``reason``: its status becomes ``revoked``, the
+        CRL of its CA lists it from the next fetch on (every worker drops its cached CRL through
+        the change log). Final: a revoked certificate stays revoked."""
+        if reason.value not in REASONS:
+            raise AuthorityError(f"{reason.value} is not offered: a revocation here is final")
+        cert = self.certificate(serial, project_id)
+        ca = self._issuance.authority(cert.ca_id)
+        if ca is None:  # pragma: no cover - the foreign key forbids it
+            raise ResourceNotFound("the certificate's CA is gone")
+        audit = AuditEntry(
+            "cert.revoke",
+            f"node {cert.name} serial {cert.serial} project {cert.project_id}",
+            f"reason {reason.value}; CA {ca.fingerprint_sha256[:16]}",
+        )
+        try:
+            return self._issuance.revoke(cert.serial, reason.value, ca.fingerprint_sha256, audit=audit)
+        except Conflict as exc:
+            raise Conflict(f"certificate {cert.serial} ({cert.name}) is already revoked") from exc
+
+    def crl_document(self, ca_fingerprint: str, now: dt.datetime | None = None) -> CrlDocument | None:
+        """The current CRL of the CA with this full SHA-256 fingerprint, signed through
+        :meth:`key_of`; None for an unknown CA. Two indexed queries and one signature."""
+        ca = self._issuance.authority_by_fingerprint(ca_fingerprint.lower())
+        if ca is None:
+            return None
+        now = now or dt.datetime.now(dt.UTC)
+        validity = dt.timedelta(hours=self._settings.crl_validity_hours)
+        when = window(now, validity, self._issuance.last_revoked_at(ca.id))
+        revoked = self._issuance.revoked_of(ca.id, when.this_update - validity)
+        count = self._issuance.revoked_count(ca.id)
+        return build_crl(x509.load_pem_x509_certificate(ca.cert_pem), self.key_of(ca), revoked, count, when)
+
+    def crl(self, ca_fingerprint: str) -> bytes:
+        """The current CRL (DER) of the CA with this SHA-256 fingerprint."""
+        document = self.crl_document(ca_fingerprint)
+        if document is None:
+            raise ResourceNotFound(f"no CA with SHA-256 fingerprint {ca_fingerprint[:80]!r}")
+        return document.der
+
+    def crl_url(self, ca: CertificateAuthority) -> str:
+        """Where clients fetch ``ca``'s CRL: ``public_url``, else what ``serve`` recorded (a CLI
+        process does not know the server's address), else this process's own address."""
+        base = self._settings.public_url
+        if not base:
+            base = self._store.get_meta(PUBLIC_BASE_URL_META) or self._settings.public_base_url()
+        return base.rstrip("/") + crl_path(ca.fingerprint_sha256)
 
     def _sign(
         self,
@@ -383,7 +521,11 @@ class Authority:
         ca_cert = x509.load_pem_x509_certificate(signer.cert_pem)
         ca_key = self.key_of(signer)
         now = _now()
+        policy = self.policy(order.project_id)
+        policies.check(policy, order.dns, order.ips, validity_days)
         days = validity_days if validity_days is not None else self._settings.node_validity_days
+        if validity_days is None and policy is not None and policy.max_days is not None:
+            days = min(days, policy.max_days)  # the default never breaks the project's policy
         if days < 1:
             raise AuthorityError("validity must be at least one day")
         # Capped before the addition too, so a huge --days cannot overflow the date range.
@@ -418,6 +560,13 @@ class Authority:
         )
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        crl_point = x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(self.crl_url(signer))],
+            relative_name=None,
+            reasons=None,
+            crl_issuer=None,
+        )
+        builder = builder.add_extension(x509.CRLDistributionPoints([crl_point]), critical=False)
         cert = ca_key.sign_certificate(
             builder.add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False
@@ -434,12 +583,14 @@ class Authority:
             fingerprint_sha256=_fingerprint(cert),
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
-            created_at=now,
+            # Microseconds: issue order within a second (listings, "latest of a name").
+            created_at=dt.datetime.now(dt.UTC),
             subject=cert.subject.rfc4514_string(),
             profile=order.rule.name,
             key_type=order.key_type,
             status="valid",
             origin=order.origin,
+            cert_pem=cert.public_bytes(serialization.Encoding.PEM),
         )
         cert_pem = cert.public_bytes(serialization.Encoding.PEM)
         node = NodeCertificate(

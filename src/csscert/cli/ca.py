@@ -125,13 +125,16 @@ def ca_retire(ctx: click.Context, fingerprint: str, force: bool, as_json: bool) 
     from csscert.model import CAState
 
     with service_for(ctx) as service:
-        live = service.authority.unexpired_issued(service.authority.find(fingerprint))
+        target = service.authority.find(fingerprint)
+        live = service.authority.unexpired_issued(target)
+        count = service.authority.live_count(target) if live else 0
         retired = service.authority.retire(fingerprint, force=force)
         info = _ca_json(replace(retired, state=CAState.RETIRED), service.settings.ca_expiry_warning_days)
     if live:
         warn(
-            f"{len(live)} unexpired node certificate(s) signed by this CA are no longer trusted by "
+            f"{count} unexpired node certificate(s) signed by this CA are no longer trusted by "
             f"clients that re-download: {', '.join(sorted({c.name for c in live}))}"
+            + (" ..." if count > len(live) else "")
         )
     if as_json:
         emit_json({**info, "unexpired_node_certificates": [c.serial for c in live]})

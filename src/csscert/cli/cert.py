@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -303,23 +304,27 @@ def status_of(cert: IssuedCertificate, retired: set[str], now: dt.datetime) -> s
     return "valid"
 
 
-def certificate_rows(service: Service, project_id: str | None) -> list[dict[str, Any]]:
-    """Every certificate on record as a dict (``cert list``, ``opensearch-config``)."""
+def certificate_rows(service: Service, certificates: Iterable[IssuedCertificate]) -> list[dict[str, Any]]:
+    """Certificates on record as dicts (``cert list``, ``opensearch-config``): one lookup per
+    distinct CA and project among them, never the whole store."""
     from csscert.ca.names import java_dn, parse_subject
     from csscert.model import CAState
 
     authorities = {ca.id: ca for ca in service.authority.authorities()}
     retired = {ca.id for ca in authorities.values() if ca.state is CAState.RETIRED}
-    projects = {p.id: p.name for p in service.store.projects()}
+    projects: dict[str, str] = {}
     now = dt.datetime.now(dt.UTC)
     rows = []
-    for c in service.authority.certificates(project_id):
+    for c in certificates:
+        if c.project_id not in projects:
+            found = service.store.project(c.project_id)
+            projects[c.project_id] = found.name if found is not None else c.project_id
         ca = authorities.get(c.ca_id)
         subject = c.subject or f"CN={c.name}"
         rows.append(
             {
                 "name": c.name,
-                "project": projects.get(c.project_id, c.project_id),
+                "project": projects[c.project_id],
                 "project_id": c.project_id,
                 "subject": subject,
                 "dn": java_dn(parse_subject(subject)),
@@ -334,6 +339,8 @@ def certificate_rows(service: Service, project_id: str | None) -> list[dict[str,
                 "status": status_of(c, retired, now),
                 "key_type": c.key_type or None,
                 "origin": c.origin,
+                "revoked_at": c.revoked_at.isoformat() if c.revoked_at else None,
+                "revocation_reason": c.revocation_reason,
             }
         )
     return rows
@@ -342,30 +349,47 @@ def certificate_rows(service: Service, project_id: str | None) -> list[dict[str,
 @cert.command("list")
 @click.option("--project", "project_ref", default=None, help="Only this project (id or name).")
 @click.option("--all", "show_all", is_flag=True, help="Also superseded certificates.")
+@click.option("--after", default=None, help="Start after this serial (paging).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=1000, show_default=True)
 @json_option
 @click.pass_context
-def cert_list(ctx: click.Context, project_ref: str | None, show_all: bool, as_json: bool) -> None:
-    """Every issued certificate: name, subject, names, serial, expiry, issuing CA and status."""
+def cert_list(
+    ctx: click.Context, project_ref: str | None, show_all: bool, after: str | None, limit: int, as_json: bool
+) -> None:
+    """Issued certificates in issue order: name, subject, names, serial, expiry, issuing CA and
+    status, a page at a time (never the whole store at once)."""
     with service_for(ctx) as service:
         project_id = service.identity.resolve_project(project_ref).id if project_ref else None
-        rows = certificate_rows(service, project_id)
+        page = service.authority.certificates_page(project_id, after=after, limit=limit + 1)
+        more = len(page) > limit
+        rows = certificate_rows(service, page[:limit])
     if not show_all:
         rows = [row for row in rows if row["status"] != "superseded"]
     if not as_json:
         for row in rows:
             row["ca"] = colon(row["ca_fingerprint_sha256"] or "")[:23] + "..."
             row["not_after"] = row["not_after"][:19]
-    show_rows(
-        rows,
-        [
-            ("name", "name"),
-            ("subject", "subject"),
-            ("profile", "profile"),
-            ("sans", "names"),
-            ("serial", "serial"),
-            ("not_after", "not after (UTC)"),
-            ("ca", "issuing CA (SHA-256)"),
-            ("status", "status"),
-        ],
-        as_json,
-    )
+    columns = [
+        ("name", "name"),
+        ("subject", "subject"),
+        ("profile", "profile"),
+        ("sans", "names"),
+        ("serial", "serial"),
+        ("not_after", "not after (UTC)"),
+        ("ca", "issuing CA (SHA-256)"),
+        ("status", "status"),
+    ]
+    show_rows(rows, columns, as_json)
+    if more:
+        from csscert.cli.output import err_console
+
+        err_console().print(f"more certificates follow: --after {page[limit - 1].serial}", soft_wrap=True)
+
+
+def _register() -> None:
+    from csscert.cli.issuance import revoke
+
+    cert.add_command(revoke)
+
+
+_register()

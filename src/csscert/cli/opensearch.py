@@ -106,7 +106,12 @@ def opensearch_config(ctx: click.Context, certs_dir: Path | None, out_dir: Path,
             fail(f"{path} holds no PEM certificate")
         found.append((path, cert))
     with service_for(ctx) as service:
-        rows = {row["fingerprint_sha256"]: row for row in certificate_rows(service, None)}
+        records = []
+        for _, cert in found:  # one point lookup per file, by serial
+            record = service.authority.certificate_or_none(format(cert.serial_number, "x"))
+            if record is not None:
+                records.append(record)
+        rows = {row["fingerprint_sha256"]: row for row in certificate_rows(service, records)}
     nodes: list[tuple[Path, dict[str, Any], str]] = []
     admins: list[str] = []
     for path, cert in found:

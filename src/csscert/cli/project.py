@@ -48,3 +48,12 @@ def project_list(ctx: click.Context, as_json: bool) -> None:
     for p in projects:
         table.add_row(p.id, p.name, "yes" if p.enabled else "no", p.created_at.isoformat(timespec="seconds"))
     console().print(table)
+
+
+def _register() -> None:
+    from csscert.cli.issuance import policy
+
+    project.add_command(policy)
+
+
+_register()

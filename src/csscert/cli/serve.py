@@ -280,6 +280,15 @@ def serve(
             shutil.rmtree(temporary, ignore_errors=True)
 
 
+def _record_public_url(service: Service, base: str) -> None:
+    """Where clients reach this server, for the CRL URL of certificates a CLI process issues
+    (it does not know the server's address; ``public_url`` set there wins)."""
+    from csscert.ca.authority import PUBLIC_BASE_URL_META
+
+    if service.store.get_meta(PUBLIC_BASE_URL_META) != base:
+        service.store.set_meta(PUBLIC_BASE_URL_META, base)
+
+
 def _serve(ctx: click.Context, overrides: dict[str, Any], ephemeral: bool) -> None:
     settings = settings_for(ctx, **overrides)
     from csscert.logs import configure as configure_logging
@@ -300,8 +309,9 @@ def _serve(ctx: click.Context, overrides: dict[str, Any], ephemeral: bool) -> No
     stop = threading.Event()
     try:
         settings = service.settings
-        tls_files = _tls_files(service)
         base = settings.public_base_url()
+        _record_public_url(service, base)
+        tls_files = _tls_files(service)
         announce = None
         if ephemeral:
             announce = json.dumps(_ephemeral_details(service, base), separators=(",", ":"))

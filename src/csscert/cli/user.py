@@ -55,11 +55,12 @@ def user_list(ctx: click.Context, after: str | None, limit: int, as_json: bool) 
             "enabled": u.enabled,
             "projects": sorted(u.project_ids),
             "password": u.password_hash is not None,
+            "roles": sorted(u.roles),
         }
         for u in users[:limit]
     ]
     columns = [("id", "id"), ("name", "name"), ("enabled", "enabled"), ("password", "password"),
-               ("projects", "projects")]  # fmt: skip
+               ("projects", "projects"), ("roles", "roles")]  # fmt: skip
     show_page(rows, columns, as_json, more=more, cursor="name", what="users")
 
 
@@ -78,14 +79,36 @@ user.command("disable", help="Disable a user: its tokens and keys stop working a
 user.command("enable", help="Enable a user again.")(_user_switch(True))
 
 
+def _project_or_role(project_ref: str | None, role: str | None) -> None:
+    if (project_ref is None) == (role is None):
+        raise click.UsageError("give exactly one of --project or --role")
+
+
 @user.command("grant")
 @click.argument("name")
-@click.option("--project", "project_ref", required=True, help="Project (id or name).")
+@click.option("--project", "project_ref", default=None, help="Project (id or name).")
+@click.option(
+    "--role",
+    type=click.Choice(["certificate-issuer", "administrator"]),
+    default=None,
+    help="A role: certificate-issuer signs and revokes over the API; administrator reads the audit trail.",
+)
 @json_option
 @click.pass_context
-def user_grant(ctx: click.Context, name: str, project_ref: str, as_json: bool) -> None:
-    """Let a user work in one more project (tokens and AK/SK requests)."""
+def user_grant(
+    ctx: click.Context, name: str, project_ref: str | None, role: str | None, as_json: bool
+) -> None:
+    """Let a user work in one more project (tokens and AK/SK requests), or give it a role."""
+    _project_or_role(project_ref, role)
     with service_for(ctx) as service:
+        if role is not None:
+            held = service.identity.grant_role(name, role)
+            if as_json:
+                emit_json({"user": held.name, "role": role, "granted": True})
+            else:
+                console().print(f"user {held.name} has role {role}", markup=False)
+            return
+        assert project_ref is not None
         user, project = service.identity.grant(name, project_ref)
     if as_json:
         emit_json({"user": user.name, "project_id": project.id, "project": project.name, "granted": True})
@@ -95,12 +118,26 @@ def user_grant(ctx: click.Context, name: str, project_ref: str, as_json: bool) -
 
 @user.command("revoke-grant")
 @click.argument("name")
-@click.option("--project", "project_ref", required=True, help="Project (id or name).")
+@click.option("--project", "project_ref", default=None, help="Project (id or name).")
+@click.option(
+    "--role", type=click.Choice(["certificate-issuer", "administrator"]), default=None, help="A role to take."
+)
 @json_option
 @click.pass_context
-def user_revoke_grant(ctx: click.Context, name: str, project_ref: str, as_json: bool) -> None:
-    """Take a project from a user; its tokens for it stop working at once. Never the last one."""
+def user_revoke_grant(
+    ctx: click.Context, name: str, project_ref: str | None, role: str | None, as_json: bool
+) -> None:
+    """Take a project (never the last one) or a role from a user; it stops working at once."""
+    _project_or_role(project_ref, role)
     with service_for(ctx) as service:
+        if role is not None:
+            held = service.identity.revoke_role(name, role)
+            if as_json:
+                emit_json({"user": held.name, "role": role, "granted": False})
+            else:
+                console().print(f"user {held.name} no longer has role {role}", markup=False)
+            return
+        assert project_ref is not None
         user, project = service.identity.revoke_grant(name, project_ref)
     if as_json:
         emit_json({"user": user.name, "project_id": project.id, "project": project.name, "granted": False})

@@ -18,6 +18,7 @@ from csscert.bulk import ImportedUser
 from csscert.errors import AccessDenied, Conflict, InvalidRequest, ResourceNotFound
 from csscert.identity.credentials import generate_access_key, generate_secret_key, hash_password, sk_context
 from csscert.identity.directory import mint_token, token_codec
+from csscert.identity.roles import validate_role
 from csscert.identity.tokens import IssuedToken, TokenClaims, TokenCodec, fernet_context
 from csscert.model import (
     AccessKey,
@@ -32,6 +33,7 @@ from csscert.model import (
 from csscert.sealing import Sealer
 from csscert.settings import Settings
 from csscert.store import LastGrant, NotFound, SqlStore
+from csscert.store.issuance import IssuanceStore
 
 __all__ = ["Identity", "NewCredential"]
 
@@ -156,6 +158,32 @@ class Identity:
         except Conflict as exc:
             raise Conflict(f"user {user.name} already has project {project.name}") from exc
         return user, project
+
+    def grant_role(self, user_ref: str, role: str) -> User:
+        """Give a user a role (:mod:`csscert.identity.roles`); its next request has it."""
+        role = validate_role(role)
+        user = self.resolve_user(user_ref)
+        try:
+            IssuanceStore(self._store).grant_role(
+                user.id, role, audit=AuditEntry("user.grant-role", _user(user), f"role {role}")
+            )
+        except Conflict as exc:
+            raise Conflict(f"user {user.name} already has role {role}") from exc
+        except NotFound as exc:
+            raise ResourceNotFound(f"no user {user_ref!r}") from exc
+        return user
+
+    def revoke_role(self, user_ref: str, role: str) -> User:
+        """Take a role from a user; its next request (any worker, any host) goes without it."""
+        role = validate_role(role)
+        user = self.resolve_user(user_ref)
+        try:
+            IssuanceStore(self._store).revoke_role(
+                user.id, role, audit=AuditEntry("user.revoke-role", _user(user), f"role {role}")
+            )
+        except NotFound as exc:
+            raise ResourceNotFound(f"user {user.name} does not have role {role}") from exc
+        return user
 
     def revoke_grant(self, user_ref: str, project_ref: str) -> tuple[User, Project]:
         """Take a project from a user: its tokens for that project and its AK/SK requests there

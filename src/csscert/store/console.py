@@ -15,7 +15,7 @@ from sqlalchemy import func, or_, select
 
 from csscert.model import AuditRecord, CertificateAuthority, IssuedCertificate
 from csscert.store import schema as t
-from csscert.store.sql import SqlStore, ca_row, issued_row, read_guard, utc
+from csscert.store.sql import SqlStore, _ca, _issued, _unavailable_on_failure, _utc
 
 __all__ = ["ConsoleReads", "Dependents", "Page"]
 
@@ -48,19 +48,19 @@ class ConsoleReads:
         """The scope's newest ``limit`` CAs, retired ones included, newest first."""
         return await self._store.read(self._authorities, scope, limit)
 
-    @read_guard
+    @_unavailable_on_failure
     def _authorities(self, scope: str, limit: int) -> list[CertificateAuthority]:
         cas = t.certificate_authorities
         query = select(cas).where(cas.c.scope == scope).order_by(cas.c.created_at.desc()).limit(limit)
         with self._store.engine.connect() as conn:
-            return [ca_row(r) for r in conn.execute(query)]
+            return [_ca(r) for r in conn.execute(query)]
 
     async def dependents(
         self, project_id: str, ca_ids: list[str], now: datetime, per_ca: int
     ) -> dict[str, Dependents]:
         return await self._store.read(self._dependents, project_id, ca_ids, now, per_ca)
 
-    @read_guard
+    @_unavailable_on_failure
     def _dependents(
         self, project_id: str, ca_ids: list[str], now: datetime, per_ca: int
     ) -> dict[str, Dependents]:
@@ -80,7 +80,7 @@ class ConsoleReads:
                     query = (
                         select(ic).where(*live, ic.c.ca_id == ca_id).order_by(ic.c.not_after).limit(per_ca)
                     )
-                    first = tuple(issued_row(r) for r in conn.execute(query))
+                    first = tuple(_issued(r) for r in conn.execute(query))
                 found[ca_id] = Dependents(first, total)
         return found
 
@@ -92,7 +92,7 @@ class ConsoleReads:
         """One page of a project's certificate records by (name, serial), after ``after``."""
         return await self._store.read(self._certificates, project_id, after, min(limit, PAGE_MAX))
 
-    @read_guard
+    @_unavailable_on_failure
     def _certificates(
         self, project_id: str, after: tuple[str, str] | None, limit: int
     ) -> Page[IssuedCertificate]:
@@ -102,7 +102,7 @@ class ConsoleReads:
             query = query.where(or_(ic.c.name > after[0], (ic.c.name == after[0]) & (ic.c.serial > after[1])))
         query = query.order_by(ic.c.name, ic.c.serial).limit(limit + 1)
         with self._store.engine.connect() as conn:
-            rows = [issued_row(r) for r in conn.execute(query)]
+            rows = [_issued(r) for r in conn.execute(query)]
         return Page(tuple(rows[:limit]), len(rows) > limit)
 
     # -- the audit trail ----------------------------------------------------------------
@@ -111,14 +111,14 @@ class ConsoleReads:
         """One page of the audit trail, newest first, with ids below ``before``."""
         return await self._store.read(self._audit, before, min(limit, PAGE_MAX))
 
-    @read_guard
+    @_unavailable_on_failure
     def _audit(self, before: int | None, limit: int) -> Page[AuditRecord]:
         query = select(t.audit).order_by(t.audit.c.id.desc()).limit(limit + 1)
         if before is not None:
             query = query.where(t.audit.c.id < before)
         with self._store.engine.connect() as conn:
             rows = [
-                AuditRecord(r.id, utc(r.at), r.revision, r.actor, r.origin, r.action, r.target, r.detail)
+                AuditRecord(r.id, _utc(r.at), r.revision, r.actor, r.origin, r.action, r.target, r.detail)
                 for r in conn.execute(query)
             ]
         return Page(tuple(rows[:limit]), len(rows) > limit)

@@ -113,7 +113,35 @@ issued_certificates = Table(
     Column("key_type", String(16), nullable=False, server_default=""),
     Column("status", String(16), nullable=False, server_default="valid"),
     Column("origin", String(16), nullable=False, server_default="cli"),
+    # Since 0005: revocation (the CRL lists these) and the certificate itself (the API returns it).
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("revocation_reason", String(32), nullable=True),
+    Column("cert_pem", Text, nullable=True),
     Index("ix_issued_certificates_project_name", "project_id", "name"),  # 0002
+    # 0005: the API's paged listing (by project, optionally by status, in issue order) and the
+    # CRL / `ca retire` (a CA's certificates by status).
+    Index("ix_issued_certificates_project_created", "project_id", "created_at", "serial"),
+    Index("ix_issued_certificates_project_status", "project_id", "status", "created_at", "serial"),
+    Index("ix_issued_certificates_ca_status", "ca_id", "status", "not_after"),
+)
+
+# Per-user roles (0005): "certificate-issuer", "administrator" (identity/roles.py).
+user_roles = Table(
+    "user_roles",
+    metadata,
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("role", String(32), primary_key=True),
+)
+
+# A project's issuance policy (0005): JSON lists of DNS patterns and CIDRs, and the longest validity.
+issuance_policies = Table(
+    "issuance_policies",
+    metadata,
+    Column("project_id", String(32), ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    Column("allow_dns", Text, nullable=False),
+    Column("allow_ip", Text, nullable=False),
+    Column("max_days", Integer, nullable=True),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
 )
 
 fernet_keys = Table(

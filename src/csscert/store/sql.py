@@ -10,7 +10,8 @@ is bumped; on PostgreSQL the transaction also sends ``NOTIFY csscert_changes, '<
 
 Change kinds and keys: ``domain`` (id), ``project`` (id), ``user`` (user id: the row, its grants,
 password, enabled flag, ``tokens_valid_after``, deletion), ``access_key`` (access), ``revocation``
-(audit id), ``ca`` (scope), ``fernet_key`` (``"*"``), ``meta`` (meta key), ``issued`` (serial).
+(audit id), ``ca`` (scope), ``fernet_key`` (``"*"``), ``meta`` (meta key), ``issued`` (serial),
+``crl`` (CA fingerprint: its revocation list changed), ``policy`` (project id). Roles are ``user``.
 Creations carry only the id: a reader that caches negative lookups by *name* must drop those on
 any ``domain``/``project``/``user`` change for an id it does not hold. Pruning expired
 revocations is not a change (a token past its expiry is refused anyway).
@@ -43,6 +44,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal,
     or_,
     select,
     text,
@@ -83,10 +85,11 @@ __all__ = [
     "NotFound",
     "SqlStore",
     "StoreUnavailable",
-    "ca_row",
-    "issued_row",
-    "read_guard",
-    "utc",
+    # for the store's other modules (store/issuance.py): row converters and the failure wrapper
+    "_ca",
+    "_issued",
+    "_unavailable_on_failure",
+    "_utc",
 ]
 
 NOTIFY_CHANNEL = "csscert_changes"
@@ -525,15 +528,21 @@ class SqlStore:
         return None if row is None else make(row)
 
     def _user_where(self, condition: Any) -> User | None:
-        u, g = t.users, t.grants
+        """One statement: the user, its grants and its roles (0005) joined (a handful of rows)."""
+        u, g, r = t.users, t.grants, t.user_roles
         query = (
-            select(u, g.c.project_id.label("granted")).outerjoin(g, g.c.user_id == u.c.id).where(condition)
+            select(u, g.c.project_id.label("granted"), r.c.role.label("held_role"))
+            .outerjoin(g, g.c.user_id == u.c.id)
+            .outerjoin(r, r.c.user_id == u.c.id)
+            .where(condition)
         )
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         if not rows:
             return None
-        return _user(rows[0], frozenset(r.granted for r in rows if r.granted is not None))
+        granted = frozenset(row.granted for row in rows if row.granted is not None)
+        roles = frozenset(row.held_role for row in rows if row.held_role is not None)
+        return _user(rows[0], granted, roles)
 
     # -- pruning ------------------------------------------------------------------------
 
@@ -680,12 +689,24 @@ class SqlStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
             granted: dict[str, set[str]] = {}
+            roles: dict[str, set[str]] = {}
             if rows:
                 ids = [r.id for r in rows]
+                g, ur = t.grants, t.user_roles
                 for chunk in _chunks(ids, _IN_BATCH):
-                    for g in conn.execute(select(t.grants).where(t.grants.c.user_id.in_(chunk))):
-                        granted.setdefault(g.user_id, set()).add(g.project_id)
-        return [_user(r, frozenset(granted.get(r.id, ()))) for r in rows]
+                    # Grants and roles (0005) in one statement: (user, value, "g" or "r").
+                    both = (
+                        select(g.c.user_id, g.c.project_id.label("value"), literal("g").label("kind"))
+                        .where(g.c.user_id.in_(chunk))
+                        .union_all(
+                            select(ur.c.user_id, ur.c.role.label("value"), literal("r").label("kind")).where(
+                                ur.c.user_id.in_(chunk)
+                            )
+                        )
+                    )
+                    for row in conn.execute(both):
+                        (granted if row.kind == "g" else roles).setdefault(row.user_id, set()).add(row.value)
+        return [_user(r, frozenset(granted.get(r.id, ())), frozenset(roles.get(r.id, ()))) for r in rows]
 
     def create_user(
         self,
@@ -780,6 +801,7 @@ class SqlStore:
             audit_ids = tx.execute(select(rv.c.audit_id).where(rv.c.user_id == user_id)).scalars().all()
             tx.execute(delete(ak).where(ak.c.user_id == user_id))
             tx.execute(delete(t.grants).where(t.grants.c.user_id == user_id))
+            tx.execute(delete(t.user_roles).where(t.user_roles.c.user_id == user_id))
             tx.execute(delete(rv).where(rv.c.user_id == user_id))
             if tx.execute(delete(t.users).where(t.users.c.id == user_id)).rowcount == 0:
                 raise NotFound("no such user")
@@ -1047,6 +1069,7 @@ class SqlStore:
                     key_type=cert.key_type,
                     status=cert.status,
                     origin=cert.origin,
+                    cert_pem=None if cert.cert_pem is None else cert.cert_pem.decode("ascii"),
                 )
             )
             tx.changed("issued", cert.serial)
@@ -1134,7 +1157,7 @@ def _project(r: Any) -> Project:
     return Project(r.id, r.name, r.domain_id, bool(r.enabled), _utc(r.created_at))
 
 
-def _user(r: Any, project_ids: frozenset[str]) -> User:
+def _user(r: Any, project_ids: frozenset[str], roles: frozenset[str] = frozenset()) -> User:
     valid_after = r.tokens_valid_after
     return User(
         r.id,
@@ -1145,6 +1168,7 @@ def _user(r: Any, project_ids: frozenset[str]) -> User:
         _utc(r.created_at),
         project_ids,
         None if valid_after is None else int(valid_after),
+        roles,
     )
 
 
@@ -1185,15 +1209,11 @@ def _issued(r: Any) -> IssuedCertificate:
         key_type=r.key_type,
         status=r.status,
         origin=r.origin,
+        revoked_at=None if r.revoked_at is None else _utc(r.revoked_at),
+        revocation_reason=r.revocation_reason,
+        cert_pem=None if r.cert_pem is None else r.cert_pem.encode("ascii"),
     )
 
 
 def _fernet(r: Any) -> FernetKey:
     return FernetKey(r.id, r.key_sealed, bool(r.is_primary), _utc(r.created_at))
-
-
-# For the store's other modules (store/console.py): row converters and the read guard, one copy.
-ca_row = _ca
-issued_row = _issued
-read_guard = _unavailable_on_failure
-utc = _utc
