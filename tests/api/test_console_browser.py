@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
 from support.accounts import new_account
 from support.console import session_token
 from support.server import CsscertServer, ServerFactory
@@ -249,6 +250,39 @@ def test_screenshots_of_the_project_page_at_desktop_and_phone_width(
             context.close()
 
 
+def test_an_issuer_revokes_a_node_certificate_and_its_crl_lists_it(
+    context: BrowserContext, console_server: CsscertServer
+) -> None:
+    made = console_server.cli_json(
+        "cert", "issue", "--name", "node-2", "--dns", "node-2.search.local",
+        "--out", str(console_server.data_dir.parent / "certs2"),
+    )  # fmt: skip
+    serial = made["serial"]
+    page = context.new_page()
+    sign_in(page, console_server)
+    page.goto(f"{console_server.url}/console/projects/{console_server.project_id}/certificates")
+    row = page.get_by_role("row").filter(has_text=serial)
+    row.get_by_label("Reason").select_option("keyCompromise")
+    row.get_by_role("button", name="Revoke").click()
+    expect(page.get_by_role("status")).to_contain_text("is revoked")
+    expect(page.get_by_role("row").filter(has_text=serial).locator("td.status")).to_contain_text("revoked")
+    page.goto(f"{console_server.url}/console/projects/{console_server.project_id}")
+    link = page.locator("article.ca-active").get_by_role("link", name="CRL")
+    crl = x509.load_der_x509_crl(httpx.get(f"{console_server.url}{link.get_attribute('href')}").content)
+    entry = crl.get_revoked_certificate_by_serial_number(int(serial, 16))
+    assert entry is not None
+
+
+def test_the_audit_trail_is_shown_to_administrators(
+    context: BrowserContext, console_server: CsscertServer
+) -> None:
+    page = context.new_page()
+    sign_in(page, console_server)  # csscert-admin holds the administrator role
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit trail").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Audit trail")
+    expect(page.get_by_role("rowheader", name="user.create").first).to_be_visible()
+
+
 def test_axe_finds_no_serious_or_critical_violation(
     context: BrowserContext, console_server: CsscertServer
 ) -> None:
@@ -263,6 +297,8 @@ def test_axe_finds_no_serious_or_critical_violation(
     pages["project"] = axe.run(page)
     page.goto(f"{console_server.url}/console/projects/{console_server.project_id}/certificates")
     pages["certificates"] = axe.run(page)
+    page.goto(f"{console_server.url}/console/audit")
+    pages["audit"] = axe.run(page)
     problems = {
         name: [
             (v["id"], v["impact"], v["help"])

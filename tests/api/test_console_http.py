@@ -8,6 +8,7 @@ test_console_browser.py.
 from __future__ import annotations
 
 import re
+import ssl
 import subprocess
 import sys
 import time
@@ -227,6 +228,29 @@ def test_the_audit_trail_is_refused_to_users_without_the_administrator_role(
     assert "Audit trail" not in client.get(f"{host.url}/console").text
 
 
+def test_revoking_needs_the_issuer_role_and_the_csrf_token(client: httpx.Client, host: CsscertServer) -> None:
+    made = host.cli_json(
+        "cert", "issue", "--name", "node-r", "--dns", "node-r.local", "--out", str(host.data_dir.parent / "r")
+    )  # fmt: skip
+    url = f"{host.url}/console/projects/{host.project_id}/certificates/{made['serial']}/revoke"
+    account = new_account(host, password=True, prefix="consoler", project_id=host.project_id)
+    with httpx.Client(timeout=10) as member:  # granted the project, without the role
+        sign_in(member, host, account.user, account.password or "")
+        listing = member.get(f"{host.url}/console/projects/{host.project_id}/certificates")
+        assert made["serial"] in listing.text and "Revoke" not in listing.text
+        refused = member.post(url, data={"csrf": csrf_of(listing.text), "reason": "keyCompromise"})
+        assert refused.status_code == 403 and "certificate-issuer" in refused.text
+    signed_in(client, host)
+    assert client.post(url, data={"reason": "keyCompromise"}).status_code == 403  # no CSRF token
+    own = csrf_of(client.get(f"{host.url}/console/projects/{host.project_id}/certificates").text)
+    assert client.post(url, data={"reason": "nonsense", "csrf": own}).status_code == 400
+    done = client.post(url, data={"reason": "keyCompromise", "csrf": own})
+    assert done.status_code == 303
+    listed = next(c for c in host.cli_json("cert", "list", "--all") if c["serial"] == made["serial"])
+    assert listed["status"] == "revoked" and listed["revocation_reason"] == "keyCompromise"
+    assert client.post(url, data={"reason": "keyCompromise", "csrf": own}).status_code == 400  # final
+
+
 def test_serving_downloads_never_imports_the_console() -> None:
     code = (
         "import sys, csscert.api.app, csscert.api.routes as r; "
@@ -243,7 +267,7 @@ def test_under_tls_the_session_cookie_is_secure() -> None:
 
     endpoint = start_server(tls=True)
     try:
-        with httpx.Client(verify=str(endpoint.ca_file), timeout=10) as tls:
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(endpoint.ca_file)), timeout=10) as tls:
             form = tls.get(f"{endpoint.endpoint}/console/login")
             data = {
                 "csrf": csrf_of(form.text),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from csscert.api.download import representation_for
 from csscert.api.negotiation import choose_format
 from csscert.api.request import Request
 from csscert.api.wire import Response
+from csscert.ca.crl import REASONS, crl_path, parse_reason
 from csscert.errors import (
     AccessDenied,
     AuthenticationFailed,
@@ -38,6 +40,7 @@ from csscert.errors import (
 )
 from csscert.identity.authenticators import authenticate_token, password_login
 from csscert.identity.directory import Principal
+from csscert.identity.roles import ADMINISTRATOR, CERTIFICATE_ISSUER
 from csscert.model import PROJECT_ID_RE, CAState, CertificateAuthority, IssuedCertificate, Project
 from csscert.service import Service
 
@@ -77,18 +80,12 @@ class Session:
     csrf: str
 
     @property
-    def roles(self) -> frozenset[str]:
-        # Per-user roles arrive with the issuance branch (User.roles); none before it.
-        roles: frozenset[str] = getattr(self.principal.user, "roles", frozenset())
-        return roles
-
-    @property
     def is_administrator(self) -> bool:
-        return "administrator" in self.roles
+        return ADMINISTRATOR in self.principal.user.roles
 
     @property
     def may_issue(self) -> bool:
-        return "certificate-issuer" in self.roles
+        return CERTIFICATE_ISSUER in self.principal.user.roles
 
 
 # -- the request's parts ----------------------------------------------------------------
@@ -324,6 +321,7 @@ def _ca_row(ca: CertificateAuthority, now: dt.datetime, warning_days: int) -> di
         "fingerprint": _colon(ca.fingerprint_sha256),
         "short": ca.fingerprint_sha256[:16],
         "warning": warning,
+        "crl": crl_path(ca.fingerprint_sha256),
     }
 
 
@@ -405,6 +403,7 @@ def _cert_row(cert: IssuedCertificate, now: dt.datetime, retired: set[str]) -> d
         "origin": _ORIGINS.get(cert.origin, cert.origin),
         "sans": [s for s in cert.sans.split(",") if s],
         "expires_soon": status == "valid" and cert.not_after - now <= dt.timedelta(days=30),
+        "revocable": cert.status != "revoked" and cert.not_after > now,
     }
 
 
@@ -430,8 +429,30 @@ async def _certificates(service: Service, request: Request, session: Session, pr
         "rows": [_cert_row(cert, now, retired) for cert in page_.rows],
         "next": next_url,
         "first_page": after is None,
+        "reasons": list(REASONS),
+        "revoked": query.get("revoked", "")[:48],
     }
     return page("certificates.html", context, request.request_id)
+
+
+async def _revoke(
+    service: Service, request: Request, session: Session, project_id: str, serial: str
+) -> Response:
+    """Revoke one node certificate (POST, CSRF, role ``certificate-issuer``), then back to the list."""
+    form = _form(request)
+    _check_csrf(service, session, form)
+    project = await _project_of(service, session, project_id)
+    request.project_id = project.id
+    if not session.may_issue:
+        raise AccessDenied(f"Revoking needs the role {CERTIFICATE_ISSUER}.")
+    if not (1 <= len(serial) <= 48) or any(c not in "0123456789abcdef" for c in serial):
+        raise ResourceNotFound("no such certificate")
+    reason = parse_reason(form.get("reason", ""))
+    work = functools.partial(service.authority.revoke, serial, reason, project_id=project.id)
+    async with service.signers:  # the CRL is re-signed: a signature, off the event loop
+        await asyncio.to_thread(work)
+    location = f"/console/projects/{project.id}/certificates?" + urlencode({"revoked": serial})
+    return redirect(location, request.request_id)
 
 
 async def _audit(service: Service, request: Request, session: Session) -> Response:
@@ -492,4 +513,7 @@ async def handle(service: Service, request: Request) -> Response:
         if parts[2:] == ["certificates"]:
             _method(request, "GET")
             return await _certificates(service, request, session, project_id)
+        if len(parts) == 5 and parts[2] == "certificates" and parts[4] == "revoke":
+            _method(request, "POST")
+            return await _revoke(service, request, session, project_id, parts[3])
     raise ResourceNotFound(f"no console page at {quote(request.path[:64])}")
