@@ -23,7 +23,7 @@ __all__ = ["SECURITY_HEADERS", "STATIC", "error_page", "page", "redirect", "stat
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     (
         "content-security-policy",
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     ),
     ("x-frame-options", "DENY"),
