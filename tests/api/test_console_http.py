@@ -13,9 +13,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from support.accounts import new_account
 from support.console import csrf_of, session_token, sign_in
 from support.server import CsscertServer, ServerFactory
@@ -249,6 +252,29 @@ def test_revoking_needs_the_issuer_role_and_the_csrf_token(client: httpx.Client,
     listed = next(c for c in host.cli_json("cert", "list", "--all") if c["serial"] == made["serial"])
     assert listed["status"] == "revoked" and listed["revocation_reason"] == "keyCompromise"
     assert client.post(url, data={"reason": "keyCompromise", "csrf": own}).status_code == 400  # final
+
+
+@given(
+    tail=st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF, exclude_characters="?#%"), max_size=60),
+    method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE"]),
+    cookie=st.text(st.characters(min_codepoint=33, max_codepoint=126, exclude_characters=";,"), max_size=200),
+    body=st.binary(max_size=300),
+)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_no_console_path_cookie_or_form_yields_a_server_error(
+    host: CsscertServer, tail: str, method: str, cookie: str, body: bytes
+) -> None:
+    headers = {"cookie": f"csscert_session={cookie}; csscert_login={cookie}"}
+    if method == "POST":
+        headers["content-type"] = "application/x-www-form-urlencoded"
+    answer = httpx.request(
+        method, f"{host.url}/console/{quote(tail)}", headers=headers, content=body, timeout=10
+    )
+    assert answer.status_code < 500, answer.text[:500]
+    assert answer.headers["x-request-id"]
+    if answer.status_code >= 400 and method != "HEAD":
+        assert answer.headers["content-type"].startswith("text/html")
+        assert answer.headers["content-security-policy"].startswith("default-src 'none'")
 
 
 def test_serving_downloads_never_imports_the_console() -> None:

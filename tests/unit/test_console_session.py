@@ -6,6 +6,8 @@ import base64
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from csscert.api.console.session import SESSION_COOKIE, SessionCodec, cookie_value
 from csscert.sealing import Sealer
@@ -85,3 +87,19 @@ def test_the_cookie_header_is_parsed_for_the_named_cookie_only() -> None:
     assert cookie_value({"cookie": "x=1"}, SESSION_COOKIE) is None
     assert cookie_value({}, SESSION_COOKIE) is None
     assert cookie_value({"cookie": f"{SESSION_COOKIE}={'a' * 5000}"}, SESSION_COOKIE) is None
+
+
+@given(st.text(max_size=6000))
+@settings(max_examples=300)
+def test_opening_any_text_never_raises(value: str) -> None:
+    codec = SessionCodec.from_sealer(Sealer(b"k" * 32))
+    assert codec.open(value, NOW) is None
+
+
+@given(
+    st.text(max_size=3000), st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=20)
+)
+@settings(max_examples=300)
+def test_any_cookie_header_parses_to_a_bounded_value_or_none(header: str, name: str) -> None:
+    found = cookie_value({"cookie": header}, name or "x")
+    assert found is None or 0 < len(found) <= 4096
