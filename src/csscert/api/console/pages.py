@@ -281,11 +281,12 @@ async def _logout(service: Service, request: Request) -> Response:
 
 
 async def _projects(service: Service, request: Request, session: Session) -> Response:
-    """The projects the user may use, a page at a time (each a cached lookup)."""
+    """The projects the user may use, a page at a time by id (each a cached lookup), by name
+    within a page (a user has a handful; thousands of grants still cost one page of lookups)."""
     after = _query(request).get("after", "")
     ids = sorted(pid for pid in session.principal.user.project_ids if pid > after)
     shown = [await service.directory.project(pid) for pid in ids[:PAGE_SIZE]]
-    projects = [p for p in shown if p is not None and p.enabled]
+    projects = sorted((p for p in shown if p is not None and p.enabled), key=lambda p: p.name)
     context = {
         **_base(session, "Projects"),
         "projects": projects,
