@@ -244,6 +244,139 @@ projects_body = {
 }
 
 
+NULLABLE_STRING = {"type": "string", "nullable": True}
+certificate_schema = {
+    "type": "object",
+    "required": [
+        "serial", "name", "project_id", "subject", "profile", "sans", "key_type", "fingerprint_sha256",
+        "not_before", "not_after", "status", "origin", "revoked_at", "revocation_reason",
+    ],
+    "properties": {
+        "serial": {"type": "string", "pattern": "^[0-9a-f]+$", "description": "Lower-case hex."},
+        "name": {"type": "string"},
+        "project_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+        "subject": {"type": "string", "description": "RFC 4514."},
+        "profile": {"type": "string", "enum": ["node", "client", "admin"]},
+        "sans": {"type": "array", "items": {"type": "string"}, "description": "DNS names, then IPs."},
+        "key_type": NULLABLE_STRING,
+        "fingerprint_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "not_before": {"type": "string"},
+        "not_after": {"type": "string"},
+        "status": {"type": "string", "enum": ["valid", "expired", "superseded", "revoked"]},
+        "origin": {"type": "string", "description": "cli, csr, api, acme or serve: how it was asked for."},
+        "revoked_at": NULLABLE_STRING,
+        "revocation_reason": {**NULLABLE_STRING, "description": "RFC 5280 reason name."},
+        "certificate": {**NULLABLE_STRING, "description": "PEM (absent in listings; null on old records)."},
+    },
+}  # fmt: skip
+signed_schema = {
+    "allOf": [
+        {"$ref": "#/components/schemas/Certificate"},
+        {
+            "type": "object",
+            "required": ["certificate", "chain", "ca_bundle"],
+            "properties": {
+                "chain": {"type": "string", "description": "PEM: the certificate, then its CA."},
+                "ca_bundle": {"type": "string", "description": "PEM: every CA the project's clients trust."},
+                "requested_days": {"type": "integer", "description": "Set when cut to the CA's expiry."},
+            },
+        },
+    ]
+}
+sign_request = {
+    "type": "object",
+    "required": ["csr"],
+    "additionalProperties": False,
+    "properties": {
+        "csr": {
+            "type": "string",
+            "description": "PEM certificate signing request (its signature is checked).",
+        },
+        "profile": {"type": "string", "enum": ["node", "client", "admin"], "default": "node"},
+        "name": {"type": "string", "description": "Certificate name (default: the CSR's CN)."},
+        "validity_days": {"type": "integer", "minimum": 1, "maximum": 36500},
+    },
+}
+REASON_NAMES = [
+    "unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
+    "cessationOfOperation", "privilegeWithdrawn", "aACompromise",
+]  # fmt: skip
+revoke_request = {
+    "type": "object",
+    "required": ["reason"],
+    "additionalProperties": False,
+    "properties": {"reason": {"type": "string", "enum": REASON_NAMES, "description": "RFC 5280 5.3.1."}},
+}
+certificate_list = {
+    "type": "object",
+    "required": ["certificates", "next_marker"],
+    "properties": {
+        "certificates": {"type": "array", "items": {"$ref": "#/components/schemas/Certificate"}},
+        "next_marker": {
+            **NULLABLE_STRING,
+            "description": "Pass as `marker` for the next page; null at the end.",
+        },
+    },
+}
+project_param = download_params[0]
+serial_param = {
+    "name": "serial",
+    "in": "path",
+    "required": True,
+    "description": "Lower-case hex (colons and case are tolerated).",
+    "schema": {"type": "string"},
+}
+
+
+def query(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    found: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": schema}
+    if description:
+        found["description"] = description
+    return found
+
+
+list_params = [
+    project_param,
+    query("status", {"type": "string", "enum": ["valid", "expired", "superseded", "revoked"]}),
+    query("name", {"type": "string"}),
+    query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
+    query("marker", {"type": "string"}, "The serial after which the page starts."),
+]
+NO_STORE = {**REQUEST_ID, "Cache-Control": {"schema": {"type": "string", "enum": ["no-store"]}}}
+
+
+def json_ok(
+    description: str, schema: dict[str, Any], headers: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": headers or NO_STORE,
+        "content": {"application/json": {"schema": schema}},
+    }
+
+
+ISSUER = " Needs the project and the role `certificate-issuer` (403 otherwise)."
+crl_responses = {
+    "200": {
+        "description": "The CA's current CRL, DER (re-signed after each revocation and each half validity).",
+        "headers": {
+            **REQUEST_ID,
+            "ETag": {"schema": {"type": "string"}},
+            "Last-Modified": {"schema": {"type": "string"}, "description": "The CRL's thisUpdate."},
+            "Cache-Control": {
+                "schema": {"type": "string", "pattern": "^public, max-age=[0-9]+$"},
+                "description": "Until this server re-signs the CRL; never past its nextUpdate.",
+            },
+        },
+        "content": {"application/pkix-crl": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    "304": {"description": "Not modified.", "headers": REQUEST_ID},
+    "404": css_err("No CA with that fingerprint (CSS.0016)."),
+    "405": css_err("Method not allowed."),
+    "500": css_err("Internal failure (CSS.9999), no detail."),
+}
+
+
 def ks_ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {
         "description": description,
@@ -275,7 +408,8 @@ document = {
         "title": "csscert",
         "version": "0.1.0",
         "description": (
-            "CSS 'Downloading a Security Certificate' and the Keystone v3 subset its clients need."
+            "CSS 'Downloading a Security Certificate' and the Keystone v3 subset its clients need; "
+            "csscert's issuance API (sign, list, revoke) and the public CRLs."
         ),
     },
     "components": {
@@ -293,6 +427,7 @@ document = {
         "schemas": {
             "CssError": CSS_ERROR,
             "KeystoneError": KEYSTONE_ERROR,
+            "Certificate": certificate_schema,
             "BundleMetadata": {
                 "type": "object",
                 "required": ["scope", "certificates"],
@@ -314,6 +449,82 @@ document = {
                 "summary": "Headers of the download, no body.",
                 "security": SECURITY,
                 "responses": download_responses,
+            },
+        },
+        "/v1.0/crl/{ca_fingerprint}.crl": {
+            "parameters": [
+                {
+                    "name": "ca_fingerprint",
+                    "in": "path",
+                    "required": True,
+                    "description": "The CA's SHA-256 fingerprint, 64 lower-case hex (csscert ca list).",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "get": {
+                "operationId": "GetCrl",
+                "summary": "A CA's revocation list: the CRL distribution point of its certificates.",
+                "security": [],
+                "responses": crl_responses,
+            },
+            "head": {
+                "operationId": "GetCrlHead",
+                "summary": "Headers of the CRL, no body.",
+                "security": [],
+                "responses": crl_responses,
+            },
+        },
+        "/v1.0/{project_id}/csscert/certificates": {
+            "post": {
+                "operationId": "SignCertificate",
+                "summary": "Sign a CSR under a profile and the project's issuance policy." + ISSUER,
+                "security": SECURITY,
+                "parameters": [project_param],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": sign_request}}},
+                "responses": {
+                    "201": json_ok(
+                        "Signed: the certificate, its chain and the CA bundle.",
+                        signed_schema,
+                        {**NO_STORE, "Location": {"schema": {"type": "string"}}},
+                    ),
+                    **CSS_ERRORS,
+                },
+            },
+            "get": {
+                "operationId": "ListCertificates",
+                "summary": "One page of the project's certificates, in issue order." + ISSUER,
+                "security": SECURITY,
+                "parameters": list_params,
+                "responses": {"200": json_ok("A page.", certificate_list), **CSS_ERRORS},
+            },
+        },
+        "/v1.0/{project_id}/csscert/certificates/{serial}": {
+            "get": {
+                "operationId": "ShowCertificate",
+                "summary": "One certificate of the project, with its PEM." + ISSUER,
+                "security": SECURITY,
+                "parameters": [project_param, serial_param],
+                "responses": {
+                    "200": json_ok("The certificate.", {"$ref": "#/components/schemas/Certificate"}),
+                    **CSS_ERRORS,
+                },
+            },
+        },
+        "/v1.0/{project_id}/csscert/certificates/{serial}/revoke": {
+            "post": {
+                "operationId": "RevokeCertificate",
+                "summary": "Revoke a certificate (final); its CA's CRL lists it from the next fetch on."
+                + ISSUER,
+                "security": SECURITY,
+                "parameters": [project_param, serial_param],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": revoke_request}},
+                },
+                "responses": {
+                    "200": json_ok("Revoked.", {"$ref": "#/components/schemas/Certificate"}),
+                    **CSS_ERRORS,
+                },
             },
         },
         "/v3": {

@@ -62,6 +62,7 @@ def _keystone_pattern(pattern: str) -> Callable[[str], bool]:
 
 
 _READ = frozenset({"GET", "HEAD"})
+_GET, _POST, _POST_GET = frozenset({"GET"}), frozenset({"POST"}), frozenset({"POST", "GET"})
 
 
 async def _gateway_not_found(service: Service, request: Request) -> Response:
@@ -113,16 +114,10 @@ ROUTES: tuple[Route, ...] = (
     Route("metrics", _exact("/metrics"), _READ, status.metrics, CSS_SHAPE),
     Route("openapi", _exact("/openapi.json"), _READ, meta.openapi, CSS_SHAPE),
     Route("crl", is_crl_path, _READ, crl, CSS_SHAPE),
-    Route(
-        "certificates",
-        issuance.is_certificates_path,
-        frozenset({"POST", "GET", "HEAD"}),
-        issuance.certificates,
-        CSS_SHAPE,
-    ),
-    Route("certificate", issuance.is_certificate_path, _READ, issuance.certificate, CSS_SHAPE),
-    Route("certificate.revoke", issuance.is_revoke_path, frozenset({"POST"}), issuance.revoke, CSS_SHAPE),
-    Route("console", console.is_console_path, _READ | {"POST"}, console.handle, console.HTML_SHAPE),
+    Route("certificates", issuance.is_certificates_path, _POST_GET, issuance.certificates, CSS_SHAPE),
+    Route("certificate", issuance.is_certificate_path, _GET, issuance.certificate, CSS_SHAPE),
+    Route("certificate.revoke", issuance.is_revoke_path, _POST, issuance.revoke, CSS_SHAPE),
+    Route("console", console.is_console_path, _READ | _POST, console.handle, console.HTML_SHAPE),
 )
 _KEYSTONE_FALLBACK = Route("keystone.not_found", lambda _: True, _ANY, _keystone_not_found, KEYSTONE_SHAPE)
 _FALLBACK = Route("not_found", lambda _: True, _ANY, _gateway_not_found, CSS_SHAPE)
