@@ -277,6 +277,17 @@ def test_no_console_path_cookie_or_form_yields_a_server_error(
         assert answer.headers["content-security-policy"].startswith("default-src 'none'")
 
 
+def test_a_ca_inside_its_expiry_warning_window_is_flagged(
+    client: httpx.Client, make_server: ServerFactory
+) -> None:
+    # A 10-year CA is inside a 5,000-day warning window from its first day.
+    warned = make_server(env={"CSSCERT_CA_EXPIRY_WARNING_DAYS": "5000"})
+    signed_in(client, warned)
+    html = client.get(f"{warned.url}/console/projects/{warned.project_id}").text
+    assert re.search(r'class="warning"[^>]*>Warning: the active CA \([0-9a-f]{16}\) expires at', html)
+    assert re.search(r"Warning: expires in 36[0-9]{2} day\(s\): rotate the CA", html)
+
+
 def test_serving_downloads_never_imports_the_console() -> None:
     code = (
         "import sys, csscert.api.app, csscert.api.routes as r; "
