@@ -173,3 +173,30 @@ def test_hosts_keep_their_own_data_directories(hosts: tuple[CsscertServer, Cssce
     assert a.data_dir != b.data_dir
     assert (a.data_dir / "bootstrap-credentials.json").exists()
     assert not (b.data_dir / "bootstrap-credentials.json").exists()  # the data was bootstrapped once
+
+
+def test_a_certificate_revoked_on_one_host_is_in_the_other_hosts_crl_within_the_bound(
+    hosts: tuple[CsscertServer, CsscertServer], on_b: httpx.Client, tmp_path: Path
+) -> None:
+    """Each host derives and caches the CRL itself; NOTIFY drops B's cached CRL when A revokes."""
+    from cryptography import x509
+
+    a, b = hosts
+    fingerprint = a.cli_json("ca", "show")["fingerprint_sha256"]
+    path = f"/v1.0/crl/{fingerprint}.crl"
+    issued = a.cli_json(
+        "cert", "issue", "--name", f"mh-{secrets.token_hex(3)}", "--dns", "mh.x", "--out", str(tmp_path)
+    )
+    serial = int(issued["serial"], 16)
+    before = x509.load_der_x509_crl(on_b.get(b.url + path).content)  # B caches its CRL
+    assert before.get_revoked_certificate_by_serial_number(serial) is None
+    a.cli("cert", "revoke", issued["serial"], "--reason", "keyCompromise")
+    acknowledged = time.monotonic()
+    while time.monotonic() - acknowledged < BOUND:
+        crl = x509.load_der_x509_crl(on_b.get(b.url + path).content)
+        if crl.get_revoked_certificate_by_serial_number(serial) is not None:
+            break
+        time.sleep(0.01)
+    delay = time.monotonic() - acknowledged
+    assert delay < BOUND, f"the revocation was not in the other host's CRL within {BOUND} s"
+    print(f"CRL on the other host listed the revocation {delay * 1000:.1f} ms after the CLI returned")

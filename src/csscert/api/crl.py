@@ -9,8 +9,6 @@ CRL's ``nextUpdate``), an ``ETag`` over the signed content and ``Last-Modified``
 
 from __future__ import annotations
 
-import email.utils
-
 from csscert.api.negotiation import not_modified
 from csscert.api.request import Request
 from csscert.api.wire import Response
@@ -34,18 +32,22 @@ async def crl(service: Service, request: Request) -> Response:
         raise ResourceNotFound(
             "no CRL here: the path is /v1.0/crl/<the CA's SHA-256 fingerprint, 64 hex>.crl"
         )
-    await service.current()
+    feed = service.feed
+    if feed.behind():
+        await feed.catch_up()
     now = service.now()
-    document = await service.crls.get(fingerprint, now)
+    crls = service.crls
+    document = crls.cached(fingerprint, now) or await crls.get(fingerprint, now)
     if document is None:
         raise ResourceNotFound(f"no CA with SHA-256 fingerprint {fingerprint}")
-    max_age = max(0, int(min(document.refresh_at.timestamp(), document.next_update.timestamp()) - now))
+    # refresh_at comes before nextUpdate (half the validity before it): a cache keeps the CRL
+    # until this worker would re-sign it anyway, never past the CRL's own nextUpdate.
+    max_age = max(0, int(document.refresh_at.timestamp() - now))
     last_modified = document.this_update.timestamp()
     common = [
         ("etag", document.etag),
-        ("last-modified", email.utils.formatdate(last_modified, usegmt=True)),
+        ("last-modified", document.last_modified_http),
         ("cache-control", f"public, max-age={max_age}"),
-        ("expires", email.utils.formatdate(now + max_age, usegmt=True)),
         ("x-request-id", request.request_id),
     ]
     if not_modified(document.etag, last_modified, request.headers):

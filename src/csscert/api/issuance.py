@@ -115,7 +115,7 @@ def _status(cert: IssuedCertificate, now: dt.datetime) -> str:
     return cert.status
 
 
-def _record(service: Service, cert: IssuedCertificate, now: dt.datetime, *, pem: bool) -> dict[str, Any]:
+def _record(cert: IssuedCertificate, now: dt.datetime, *, pem: bool) -> dict[str, Any]:
     sans = [value for value in cert.sans.split(",") if value]
     out: dict[str, Any] = {
         "serial": cert.serial,
@@ -174,7 +174,7 @@ async def _sign(service: Service, request: Request, project_id: str) -> Response
         # A thread copies the context: the audit record names this request's caller.
         node = await asyncio.to_thread(sign)
     now = dt.datetime.now(dt.UTC)
-    out = _record(service, node.record, now, pem=True)
+    out = _record(node.record, now, pem=True)
     out["certificate"] = node.cert_pem.decode("ascii")
     out["chain"] = node.chain_pem.decode("ascii")
     out["ca_bundle"] = node.ca_bundle_pem.decode("ascii")
@@ -220,7 +220,7 @@ async def _list(service: Service, request: Request, project_id: str) -> Response
     now = dt.datetime.now(dt.UTC)
     more = len(found) > limit
     body = {
-        "certificates": [_record(service, cert, now, pem=False) for cert in found[:limit]],
+        "certificates": [_record(cert, now, pem=False) for cert in found[:limit]],
         "next_marker": found[limit - 1].serial if more else None,
     }
     return json_response(200, body, request.request_id, [_NO_STORE])
@@ -232,7 +232,7 @@ async def certificate(service: Service, request: Request) -> Response:
     serial = _parts(request.path)[3]
     found = await service.store.read(service.authority.certificate, serial, project_id)
     now = dt.datetime.now(dt.UTC)
-    return json_response(200, _record(service, found, now, pem=True), request.request_id, [_NO_STORE])
+    return json_response(200, _record(found, now, pem=True), request.request_id, [_NO_STORE])
 
 
 async def revoke(service: Service, request: Request) -> Response:
@@ -247,4 +247,4 @@ async def revoke(service: Service, request: Request) -> Response:
     async with service.signers:
         done = await asyncio.to_thread(work)
     now = dt.datetime.now(dt.UTC)
-    return json_response(200, _record(service, done, now, pem=True), request.request_id, [_NO_STORE])
+    return json_response(200, _record(done, now, pem=True), request.request_id, [_NO_STORE])

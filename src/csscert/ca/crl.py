@@ -20,6 +20,7 @@ an EC CA only the signature differs, so the ETag is taken over the signed conten
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,6 +99,7 @@ class CrlDocument:
     refresh_at: dt.datetime
     number: int
     entries: int
+    last_modified_http: str  # thisUpdate as an HTTP date (Last-Modified), formatted once
 
 
 def build_crl(
@@ -138,4 +140,5 @@ def build_crl(
         refresh_at=when.refresh_at,
         number=number,
         entries=len(revoked),
+        last_modified_http=email.utils.format_datetime(when.this_update, usegmt=True),
     )

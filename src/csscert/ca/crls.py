@@ -47,6 +47,13 @@ class CrlCache:
         self._flight: SingleFlight[str, CrlDocument | None] = SingleFlight()
         self.generation = 0
 
+    def cached(self, fingerprint: str, now: float) -> CrlDocument | None:
+        """The CRL when this worker holds a current one (no coroutine: the warm path)."""
+        found = self.documents.peek(fingerprint)
+        if isinstance(found, CrlDocument) and found.refresh_at.timestamp() > now:
+            return found
+        return None
+
     async def get(self, fingerprint: str, now: float) -> CrlDocument | None:
         found = self.documents.get(fingerprint)
         if isinstance(found, CrlDocument) and found.refresh_at.timestamp() > now:

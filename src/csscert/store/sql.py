@@ -1097,13 +1097,6 @@ class SqlStore:
             tx.execute(delete(t.issued_certificates).where(t.issued_certificates.c.serial == serial))
             tx.changed("issued", serial)
 
-    def issued(self, ca_id: str | None = None) -> list[IssuedCertificate]:
-        query = select(t.issued_certificates).order_by(t.issued_certificates.c.created_at)
-        if ca_id is not None:
-            query = query.where(t.issued_certificates.c.ca_id == ca_id)
-        with self.engine.connect() as conn:
-            return [_issued(r) for r in conn.execute(query)]
-
     # -- token keys and revocations -----------------------------------------------------
 
     def add_fernet_key(self, key: FernetKey, *, keep: int, audit: AuditEntry | None = None) -> None:
