@@ -220,6 +220,9 @@ def test_after_ca_rotate_the_page_and_the_timeline_show_both_cas(
     assert any(before[:8].upper() in label.replace(":", "") and "trusted" in label for label in labels)
     assert "node-1" in labels  # the node certificate the old CA signed, under it
     expect(page.get_by_text("(these block its retirement)")).to_be_visible()
+    page.get_by_role("link", name="Every node certificate of this project").click()
+    old_ca = ":".join(before[i : i + 2] for i in range(0, 8, 2)).upper()
+    expect(page.get_by_role("row").filter(has_text="node-1").first).to_contain_text(f"{old_ca} (trusted)")
 
 
 def test_screenshots_of_the_project_page_at_desktop_and_phone_width(

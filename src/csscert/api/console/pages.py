@@ -392,7 +392,9 @@ async def _download(service: Service, request: Request, session: Session, projec
     return 200, headers, rep.body
 
 
-def _cert_row(cert: IssuedCertificate, now: dt.datetime, retired: set[str]) -> dict[str, Any]:
+def _cert_row(
+    cert: IssuedCertificate, now: dt.datetime, retired: set[str], signers: dict[str, str]
+) -> dict[str, Any]:
     status = cert.status
     if status == "valid" and cert.not_after <= now:
         status = "expired"
@@ -405,6 +407,7 @@ def _cert_row(cert: IssuedCertificate, now: dt.datetime, retired: set[str]) -> d
         "sans": [s for s in cert.sans.split(",") if s],
         "expires_soon": status == "valid" and cert.not_after - now <= dt.timedelta(days=30),
         "revocable": cert.status != "revoked" and cert.not_after > now,
+        "ca": signers.get(cert.ca_id, "an older CA"),
     }
 
 
@@ -417,6 +420,7 @@ async def _certificates(service: Service, request: Request, session: Session, pr
     now = dt.datetime.fromtimestamp(service.now(), dt.UTC)
     cas = await service.console_reads.authorities(service.trust.scope(project.id), MAX_LANES)
     retired = {ca.id for ca in cas if ca.state is CAState.RETIRED}
+    signers = {ca.id: f"{_colon(ca.fingerprint_sha256[:8])} ({ca.state.value})" for ca in cas}
     last = page_.rows[-1] if page_.rows else None
     next_url = (
         f"/console/projects/{project.id}/certificates?"
@@ -427,7 +431,7 @@ async def _certificates(service: Service, request: Request, session: Session, pr
     context = {
         **_base(session, f"Node certificates of {project.name}"),
         "project": project,
-        "rows": [_cert_row(cert, now, retired) for cert in page_.rows],
+        "rows": [_cert_row(cert, now, retired, signers) for cert in page_.rows],
         "next": next_url,
         "first_page": after is None,
         "reasons": list(REASONS),
