@@ -13,7 +13,9 @@ import os
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from csscert.errors import ConfigurationError
 from csscert.files import write_new
@@ -76,6 +78,14 @@ class Sealer:
 
     def __init__(self, master_key: bytes) -> None:
         self._aead = AESGCM(master_key)
+        self._master_key = master_key
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A 32-byte key for ``purpose`` (HKDF-SHA256 of the master key): every host sharing the
+        master key derives the same one, and none of them stores it (the console's session
+        cookies and CSRF tokens, for instance)."""
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"csscert/" + purpose.encode())
+        return hkdf.derive(self._master_key)
 
     def seal(self, secret: bytes, context: str) -> str:
         nonce = os.urandom(_NONCE_BYTES)

@@ -22,9 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from csscert.acme.server import AcmeServer
 from csscert.ca import Authority
 from csscert.ca.crls import CrlCache
 from csscert.ca.trust import TrustCache
@@ -38,6 +37,10 @@ from csscert.model import CertificateAuthority, Project
 from csscert.sealing import MASTER_KEY_FILE, MasterKeyError, Sealer, load_master_key
 from csscert.settings import Settings
 from csscert.store import Conflict, SqlStore, exclusive, migrate, open_store
+
+if TYPE_CHECKING:
+    from csscert.acme.server import AcmeServer
+    from csscert.store.console import ConsoleReads
 
 __all__ = [
     "BOOTSTRAP_FILE",
@@ -308,7 +311,17 @@ class Service:
 
     @cached_property
     def acme(self) -> AcmeServer:
+        """The ACME server (built on the first ACME request; josepy is not imported before)."""
+        from csscert.acme.server import AcmeServer
+
         return AcmeServer(self.store, self.authority, self.sealer, self.settings)
+
+    @cached_property
+    def console_reads(self) -> ConsoleReads:
+        """The web console's paged queries (built on its first page, never by the download)."""
+        from csscert.store.console import ConsoleReads
+
+        return ConsoleReads(self.store)
 
     @cached_property
     def crls(self) -> CrlCache:

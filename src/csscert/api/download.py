@@ -22,7 +22,14 @@ from csscert.identity.authenticators import authenticate, known_token
 from csscert.model import PROJECT_ID_RE, Project
 from csscert.service import Service
 
-__all__ = ["PATH_PREFIX", "PATH_SUFFIX", "Representation", "download", "is_download_path"]
+__all__ = [
+    "PATH_PREFIX",
+    "PATH_SUFFIX",
+    "Representation",
+    "download",
+    "is_download_path",
+    "representation_for",
+]
 
 PATH_PREFIX = "/v1.0/"
 PATH_SUFFIX = "/cer/download"
@@ -169,3 +176,17 @@ async def download(service: Service, request: Request) -> Response:
     if not_modified(rep.etag, rep.last_modified, headers):
         return 304, [*rep.not_modified_headers, ("x-request-id", rid)], b""
     return 200, [*rep.headers, ("x-request-id", rid)], rep.body
+
+
+async def representation_for(
+    service: Service, bundle: TrustBundle, fmt: str, password: str | None
+) -> Representation:
+    """What :func:`download` serves for ``bundle``, ``fmt`` and truststore ``password`` (None:
+    the default), from the same cache: the console's download buttons give exactly these bytes."""
+    key, password = _key(fmt, password, service.truststore_default_password)
+    rep: Representation | None = bundle.representations.get(key)  # type: ignore[assignment]
+    if rep is not None and rep.rebuild_at > service.now():
+        return rep
+    if fmt in TRUSTSTORE_FORMATS:
+        return _keep(bundle, key, await _built_off_loop(service, bundle, fmt, password))
+    return _keep(bundle, key, _build(bundle, fmt, ""))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from csscert.api import acme, issuance, keystone, meta, status
+from csscert.api import acme, console, issuance, keystone, meta, status
 from csscert.api.acme import ACME_SHAPE, acme_path
 from csscert.api.crl import crl, is_crl_path
 from csscert.api.download import download, is_download_path
@@ -131,6 +131,7 @@ ROUTES: tuple[Route, ...] = (
     Route("acme.certificate", acme_path("cert"), _POST, acme.certificate, ACME_SHAPE),
     Route("acme.revoke_cert", acme_path("revoke-cert"), _POST, acme.revoke_cert, ACME_SHAPE),
     Route("acme.key_change", acme_path("key-change"), _POST, acme.key_change, ACME_SHAPE),
+    Route("console", console.is_console_path, _READ | _POST, console.handle, console.HTML_SHAPE),
 )
 _KEYSTONE_FALLBACK = Route("keystone.not_found", lambda _: True, _ANY, _keystone_not_found, KEYSTONE_SHAPE)
 _FALLBACK = Route("not_found", lambda _: True, _ANY, _gateway_not_found, CSS_SHAPE)
