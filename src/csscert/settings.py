@@ -194,6 +194,12 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         default=None, description="A bearer token that also opens `/metrics` (from anywhere)."
     )
+    master_key_previous: SecretStr | None = Field(
+        default=None,
+        description="During a master-key rotation on hosts that take `CSSCERT_MASTER_KEY`: the key being "
+        "replaced. Secrets sealed under either key open; new ones are sealed under the key the database is "
+        "at. Drop it once `csscert master-key rotate` has run.",
+    )
 
     @field_validator("region")
     @classmethod

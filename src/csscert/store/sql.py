@@ -287,6 +287,9 @@ class SqlStore:
         self.errors = 0  # errors the driver raised, for metrics
         event.listen(self.engine, "handle_error", self._count_error)
         self._reads = _ReadPool(read_threads)
+        # Called in every write transaction before it commits (custody: refuses a write that
+        # sealed a secret under a master key the database was rotated away from meanwhile).
+        self.write_guard: Callable[[_Tx], None] | None = None
 
     def _count_error(self, _context: Any) -> None:
         self.errors += 1
@@ -317,6 +320,8 @@ class SqlStore:
             rev = self._bump(conn)
             tx = _Tx(conn, rev, _now())
             yield tx
+            if self.write_guard is not None:
+                self.write_guard(tx)
             if audit is not None and not tx.unchanged:
                 record = self._audit(tx, audit)
             self._finish(tx)
