@@ -55,7 +55,25 @@ def issue_and_verify(
     bundle.write_bytes(served.content)
     chain = str(out / f"{name}.crt")  # the node certificate, then any intermediates up to the root
     verified = subprocess.run(
-        ["openssl", "verify", "-CAfile", str(bundle), "-untrusted", chain, chain], capture_output=True, text=True
+        ["openssl", "verify", "-CAfile", str(bundle), "-untrusted", chain, chain],
+        capture_output=True,
+        text=True,
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
     return out / f"{name}.crt"
+
+
+def create_database(admin_url: str) -> str:
+    """A new, empty PostgreSQL database on the test server; its SQLAlchemy URL."""
+    import secrets
+
+    import psycopg
+    from sqlalchemy import make_url
+
+    url = make_url(admin_url)
+    name = f"csscert_custody_{secrets.token_hex(6)}"
+    with psycopg.connect(
+        host=url.host, port=url.port, user=url.username, dbname=url.database, autocommit=True
+    ) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return url.set(database=name).render_as_string(hide_password=False)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
 
 from csscert.audit import AuditEntry
 from csscert.store import schema as t
@@ -134,9 +134,12 @@ class CustodyStore:
     # -- restore ----------------------------------------------------------------------------
 
     def is_empty(self, tables: Iterable[Table]) -> bool:
-        """No row in any of ``tables`` (the schema may exist: ``csscert db upgrade`` made it)."""
+        """No row in any of ``tables`` (the schema may exist: ``csscert db upgrade`` made it),
+        except the revision counter, which the migrations seed."""
         with self.store.engine.connect() as conn:
             for table in tables:
+                if table is t.revision:
+                    continue
                 if conn.execute(select(func.count()).select_from(table)).scalar():
                     return False
         return True
@@ -152,6 +155,10 @@ class CustodyStore:
                 conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
 
             def load(table: Table, rows: list[dict[str, Any]]) -> None:
+                if table not in loaded:
+                    # The target was checked empty; what is here came from the migrations
+                    # (the revision row) and is replaced by the backup's own.
+                    conn.execute(delete(table))
                 for chunk in _chunks(rows, BATCH):
                     conn.execute(insert(table), list(chunk))
                 loaded.add(table)
