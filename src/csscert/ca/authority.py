@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from csscert.audit import AuditEntry
-from csscert.ca.bundle import trusted_first
+from csscert.ca.bundle import bundle_pem, trusted_first
 from csscert.ca.csr import check_csr
 from csscert.ca.keys import CAKey, SealedKey, seal_context
 from csscert.ca.names import (
@@ -445,8 +445,8 @@ class Authority:
         node = NodeCertificate(
             key_pem=key_pem,
             cert_pem=cert_pem,
-            chain_pem=cert_pem + signer.cert_pem,
-            ca_bundle_pem=b"".join(ca.cert_pem for ca in self.trusted(scope)),
+            chain_pem=cert_pem + signer.cert_pem + signer.chain_pem,  # up to the root
+            ca_bundle_pem=bundle_pem(self.trusted(scope)),
             record=record,
             requested_days=days if capped < days else None,
         )

@@ -41,6 +41,7 @@ SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     SealedColumn(t.certificate_authorities, "id", "key_sealed", seal_context),
     SealedColumn(t.access_keys, "access", "secret_sealed", sk_context),
     SealedColumn(t.fernet_keys, "id", "key_sealed", fernet_context),
+    SealedColumn(t.pending_authorities, "id", "key_sealed", seal_context),
 )
 
 #: Prefix of a CA key kept outside the database (``ca/pkcs11.py``): a reference, not a secret.

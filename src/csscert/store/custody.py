@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
 
 from csscert.audit import AuditEntry
+from csscert.model import CAState, CertificateAuthority
 from csscert.store import schema as t
-from csscert.store.sql import SqlStore, _chunks
+from csscert.store.sql import Conflict, SqlStore, _chunks
 
-__all__ = ["BATCH", "CustodyStore", "Snapshot"]
+__all__ = ["BATCH", "CustodyStore", "PendingAuthority", "Snapshot"]
 
 BATCH = 500
 
@@ -41,7 +44,87 @@ class Snapshot:
             yield from partition
 
 
-class CustodyStore:
+@dataclass(frozen=True)
+class PendingAuthority:
+    id: str
+    scope: str
+    csr_pem: bytes
+    key_sealed: str
+    created_at: datetime
+
+
+def _ca_row(ca: CertificateAuthority) -> dict[str, Any]:
+    return {
+        "id": ca.id,
+        "scope": ca.scope,
+        "serial": ca.serial,
+        "subject": ca.subject,
+        "fingerprint_sha256": ca.fingerprint_sha256,
+        "not_before": ca.not_before,
+        "not_after": ca.not_after,
+        "cert_pem": ca.cert_pem.decode("ascii"),
+        "key_sealed": ca.key_sealed,
+        "state": ca.state.value,
+        "created_at": ca.created_at,
+        "changed_at": ca.changed_at,
+        "chain_pem": ca.chain_pem.decode("ascii"),
+    }
+
+
+class _ExternalCAs:
+    """CA records csscert did not make itself (ca/external.py): mixed into :class:`CustodyStore`."""
+
+    store: SqlStore
+
+    def add_trusted_authority(self, ca: CertificateAuthority, *, audit: AuditEntry) -> None:
+        """Insert ``ca`` as one more trusted (not signing) CA of its scope."""
+        with self.store._write(audit) as tx:
+            tx.execute(insert(t.certificate_authorities).values(**_ca_row(ca)))
+            tx.changed("ca", ca.scope)
+
+    def add_pending(self, pending: PendingAuthority, *, audit: AuditEntry) -> None:
+        with self.store._write(audit) as tx:
+            tx.execute(
+                insert(t.pending_authorities).values(
+                    id=pending.id,
+                    scope=pending.scope,
+                    csr_pem=pending.csr_pem.decode("ascii"),
+                    key_sealed=pending.key_sealed,
+                    created_at=pending.created_at,
+                )
+            )
+            tx.changed("pending_ca", pending.id)
+
+    def pending(self, scope: str) -> list[PendingAuthority]:
+        pa = t.pending_authorities
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(pa).where(pa.c.scope == scope).order_by(pa.c.created_at.desc())).all()
+        return [
+            PendingAuthority(r.id, r.scope, r.csr_pem.encode("ascii"), r.key_sealed, r.created_at)
+            for r in rows
+        ]
+
+    def install_pending(self, pending_id: str, ca: CertificateAuthority, *, audit: AuditEntry) -> None:
+        """In one transaction: the pending key becomes the scope's active CA (the previous active
+        one stays trusted) and leaves the pending table."""
+        cas = t.certificate_authorities
+        with self.store._write(audit) as tx:
+            gone = tx.execute(
+                delete(t.pending_authorities).where(t.pending_authorities.c.id == pending_id)
+            ).rowcount
+            if gone != 1:
+                raise Conflict("that intermediate was installed meanwhile")
+            tx.execute(
+                update(cas)
+                .where(cas.c.scope == ca.scope, cas.c.state == CAState.ACTIVE.value)
+                .values(state=CAState.TRUSTED.value, changed_at=ca.created_at)
+            )
+            tx.execute(insert(cas).values(**_ca_row(ca)))
+            tx.changed("ca", ca.scope)
+            tx.changed("pending_ca", pending_id)
+
+
+class CustodyStore(_ExternalCAs):
     """Custody operations over one :class:`SqlStore`."""
 
     def __init__(self, store: SqlStore) -> None:

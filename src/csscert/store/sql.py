@@ -996,6 +996,7 @@ class SqlStore:
                     state=ca.state.value,
                     created_at=ca.created_at,
                     changed_at=ca.changed_at,
+                    chain_pem=ca.chain_pem.decode("ascii"),
                 )
             )
             tx.changed("ca", ca.scope)
@@ -1167,6 +1168,7 @@ def _ca(r: Any) -> CertificateAuthority:
         state=CAState(r.state),
         created_at=_utc(r.created_at),
         changed_at=_utc(r.changed_at),
+        chain_pem=(r.chain_pem or "").encode("ascii"),
     )
 
 
