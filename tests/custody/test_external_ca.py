@@ -114,8 +114,20 @@ def test_import_refuses_a_key_of_another_certificate_and_a_non_ca_in_one_line(
     )
     leaf = tmp_path / "leaf"
     leaf.mkdir()
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "l.key", "-out", "l.crt",
-            "-subj", "/CN=leaf", "-days", "3", "-addext", "basicConstraints=critical,CA:FALSE", cwd=leaf)  # fmt: skip
+    not_a_ca = ["-subj", "/CN=leaf", "-days", "3", "-addext", "basicConstraints=critical,CA:FALSE"]
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "l.key",
+        "-out",
+        "l.crt",
+        *not_a_ca,
+        cwd=leaf,
+    )
     refused = server.cli(
         "ca", "import", "--cert", str(leaf / "l.crt"), "--key", str(leaf / "l.key"), check=False
     )
