@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Table
 
-from csscert.ca.keys import seal_context
+from csscert.ca.keys import PKCS11_PREFIX, seal_context
 from csscert.identity.credentials import sk_context
 from csscert.identity.tokens import fernet_context
 from csscert.store import schema as t
@@ -45,7 +45,7 @@ SEALED_COLUMNS: tuple[SealedColumn, ...] = (
 )
 
 #: Prefix of a CA key kept outside the database (``ca/pkcs11.py``): a reference, not a secret.
-EXTERNAL_PREFIX = "pkcs11:"
+EXTERNAL_PREFIX = PKCS11_PREFIX
 
 
 def is_sealed(value: str) -> bool:
