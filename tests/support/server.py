@@ -84,7 +84,11 @@ class CsscertServer:
         return clean_env(**self.env)
 
     def cli(
-        self, *args: str, input: str | None = None, check: bool = True, env_extra: dict[str, str] | None = None
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        env_extra: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``csscert --data-dir DATA ARGS``; with ``check``, anything but exit 0 fails the test."""
         command = [sys.executable, "-m", "csscert", "--data-dir", str(self.data_dir), *self.extra_args, *args]

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Table, bindparam, delete, func, insert, selec
 from csscert.audit import AuditEntry
 from csscert.model import CAState, CertificateAuthority
 from csscert.store import schema as t
-from csscert.store.sql import Conflict, SqlStore, _chunks
+from csscert.store.sql import Conflict, SqlStore
 
 __all__ = ["BATCH", "CustodyStore", "PendingAuthority", "Snapshot"]
 
@@ -242,8 +242,8 @@ class CustodyStore(_ExternalCAs):
                     # The target was checked empty; what is here came from the migrations
                     # (the revision row) and is replaced by the backup's own.
                     conn.execute(delete(table))
-                for chunk in _chunks(rows, BATCH):
-                    conn.execute(insert(table), list(chunk))
+                for start in range(0, len(rows), BATCH):
+                    conn.execute(insert(table), rows[start : start + BATCH])
                 loaded.add(table)
 
             yield load
