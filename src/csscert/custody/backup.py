@@ -252,7 +252,10 @@ def _walk(
             counts[table] += 1
             yield table, columns, value
         elif isinstance(value, dict) and "table" in value:
-            table, columns = str(value["table"]), [str(c) for c in value["columns"]]
+            names = value.get("columns")
+            if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
+                raise BackupRefused(f"the backup {path} is damaged (a table has no column list)")
+            table, columns = str(value["table"]), names
             counts[table] = 0
     if not isinstance(trailer, dict) or not isinstance(trailer.get("manifest"), dict):
         raise BackupRefused(f"the backup {path} is truncated (it has no manifest); use another copy")
