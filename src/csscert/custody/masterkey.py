@@ -71,7 +71,7 @@ __all__ = [
 #: step (the crash tests kill the real command at every step). Steps: see :data:`STEPS`.
 KILL_AT_ENV = "CSSCERT_TEST_KILL_AT"
 STEPS = ("new-key-written", "resealing", "before-commit", "committed", "swapped")
-_LOCK_FILE = ".master-key.lock"
+_LOCK_FILE = ".rotation.lock"
 _SEALING_KINDS = frozenset({"access_key", "ca", "fernet_key"})
 
 
@@ -163,7 +163,9 @@ def settle(settings: Settings, store: SqlStore, sealer: Sealer) -> None:
     """At start-up, after migrations: finish or undo an interrupted rotation, make the key the
     database names the sealer's primary, and record that name if the database has none yet.
     Raises :class:`MasterKeyError` when no key this process has is the database's."""
-    if settings.master_key is None and settings.data_dir.is_dir():
+    # Only when a rotation left its file (checked again under the lock: a rotation running now
+    # holds it, and one that starts after this check finds no .new of ours to race with).
+    if settings.master_key is None and (settings.data_dir / NEW_MASTER_KEY_FILE).exists():
         with _key_lock(settings.data_dir):
             _settle_files(settings, store)
         sealer.reload()
