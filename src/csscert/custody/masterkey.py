@@ -72,7 +72,7 @@ __all__ = [
 KILL_AT_ENV = "CSSCERT_TEST_KILL_AT"
 STEPS = ("new-key-written", "resealing", "before-commit", "committed", "swapped")
 _LOCK_FILE = ".rotation.lock"
-_SEALING_KINDS = frozenset({"access_key", "ca", "fernet_key"})
+_SEALING_KINDS = frozenset({"access_key", "ca", "fernet_key", "pending_ca"})
 
 
 class MasterKeyChanged(ServiceUnavailable):
