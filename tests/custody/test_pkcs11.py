@@ -201,3 +201,40 @@ def test_crls_are_signed_in_the_token_too(softhsm: SoftHsm, tmp_path: Path) -> N
             and crl.signature_hash_algorithm.name == hashes.SHA256.name
         )
         assert crl.get_revoked_certificate_by_serial_number(1234) is not None
+
+
+def test_an_intermediate_key_is_made_in_the_token_and_signs_under_an_openssl_root(
+    softhsm: SoftHsm, make_server: ServerFactory, tmp_path: Path
+) -> None:
+    server = make_server(extra_args=["--ca-key-type", "p256"], env=softhsm.env())
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "root.key",
+         "-out", "root.crt", "-subj", "/CN=HSM test root", "-days", "30", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        cwd=tmp_path, check=True, capture_output=True,
+    )  # fmt: skip
+    server.cli("ca", "intermediate", "--csr-out", str(tmp_path / "i.csr"))
+    assert (
+        subprocess.run(["openssl", "req", "-verify", "-noout", "-in", str(tmp_path / "i.csr")]).returncode
+        == 0
+    )
+    (tmp_path / "ext.cnf").write_text(
+        "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign\n"
+    )
+    subprocess.run(
+        ["openssl", "x509", "-req", "-in", "i.csr", "-CA", "root.crt", "-CAkey", "root.key",
+         "-CAcreateserial", "-out", "i.crt", "-days", "10", "-extfile", "ext.cnf"],
+        cwd=tmp_path, check=True, capture_output=True,
+    )  # fmt: skip
+    server.cli(
+        "ca", "intermediate", "--install", str(tmp_path / "i.crt"), "--chain", str(tmp_path / "root.crt")
+    )
+    assert _ca_reference(server).startswith("pkcs11:")
+    account = new_account(server, prefix="hsmi")
+    token = server.token(account.user, account.project_id)
+    node = issue_and_verify(server, token, account.project_id, tmp_path / "nodes")
+    verified = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(tmp_path / "root.crt"), "-untrusted", str(node), str(node)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stderr

@@ -221,9 +221,8 @@ class ExternalAuthorities:
 
     def request_intermediate(self, scope: str, subject: str | None = None) -> Intermediate:
         """A new key (kept sealed, pending) and a CSR for it, to be signed as a CA by another root."""
-        key = generate_private_key(self._settings.ca_key_type)
         name = parse_subject(subject or self._settings.ca_subject)
-        csr = (
+        builder = (
             x509.CertificateSigningRequestBuilder()
             .subject_name(name)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
@@ -235,21 +234,24 @@ class ExternalAuthorities:
                 ),
                 critical=True,
             )
-            .sign(key, hashes.SHA256())
         )  # fmt: skip
         pending_id = new_id()
-        der = key.private_bytes(
-            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        if self._settings.ca_key_store == "pkcs11":  # the key is made in the token and stays there
+            from csscert.ca.pkcs11 import Pkcs11Key, token_for
+
+            token = token_for(self._settings)
+            key_sealed, public = token.generate(self._settings.ca_key_type, f"csscert-ca-{pending_id}")
+            csr = Pkcs11Key(token, key_sealed, public).sign_csr(builder)
+        else:
+            key = generate_private_key(self._settings.ca_key_type)
+            csr = builder.sign(key, hashes.SHA256())
+            der = key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            key_sealed = self._sealer.seal(der, seal_context(pending_id))
         csr_pem = csr.public_bytes(serialization.Encoding.PEM)
         self._custody.add_pending(
-            PendingAuthority(
-                pending_id,
-                scope,
-                csr_pem,
-                self._sealer.seal(der, seal_context(pending_id)),
-                dt.datetime.now(dt.UTC),
-            ),
+            PendingAuthority(pending_id, scope, csr_pem, key_sealed, dt.datetime.now(dt.UTC)),
             audit=AuditEntry(
                 "ca.intermediate-request", f"pending CA {pending_id} scope {scope}", name.rfc4514_string()
             ),

@@ -224,3 +224,33 @@ class Pkcs11Key:
             {"tbs_cert_list": tbs, "signature_algorithm": tbs["signature"], "signature": signature}
         )
         return x509.load_der_x509_crl(signed.dump())
+
+    def sign_csr(self, builder: x509.CertificateSigningRequestBuilder) -> x509.CertificateSigningRequest:
+        """A CSR for this key (``ca intermediate`` with the key in the token). cryptography puts the
+        signing key's public key into a CSR, so the placeholder's is replaced by ours before the
+        request info is signed."""
+        from asn1crypto import csr as asn1_csr
+        from asn1crypto import keys as asn1_keys
+
+        draft = builder.sign(_placeholder(self._kind), hashes.SHA256())
+        info = asn1_csr.CertificationRequestInfo.load(draft.tbs_certrequest_bytes)
+        spki = self._public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        info["subject_pk_info"] = asn1_keys.PublicKeyInfo.load(spki)
+        tbs = info.dump(force=True)
+        # the placeholder's algorithm identifier: same algorithm as ours (RSA or ECDSA, SHA-256)
+        algorithm = asn1_csr.CertificationRequest.load(draft.public_bytes(serialization.Encoding.DER))[
+            "signature_algorithm"
+        ]
+        signed: Any = asn1_csr.CertificationRequest(
+            {
+                "certification_request_info": info,
+                "signature_algorithm": algorithm,
+                "signature": self._sign_tbs(tbs),
+            }
+        )
+        csr = x509.load_der_x509_csr(signed.dump())
+        if not csr.is_signature_valid:
+            raise AuthorityError("the token's signature on the CSR does not verify")
+        return csr
