@@ -209,8 +209,8 @@ def test_an_intermediate_key_is_made_in_the_token_and_signs_under_an_openssl_roo
     server = make_server(extra_args=["--ca-key-type", "p256"], env=softhsm.env())
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "root.key",
-         "-out", "root.crt", "-subj", "/CN=HSM test root", "-days", "30", "-addext", "basicConstraints=critical,CA:TRUE",
-         "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+         "-out", "root.crt", "-subj", "/CN=HSM test root", "-days", "30",
+         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
         cwd=tmp_path, check=True, capture_output=True,
     )  # fmt: skip
     server.cli("ca", "intermediate", "--csr-out", str(tmp_path / "i.csr"))
