@@ -122,9 +122,11 @@ def places(server: CsscertServer, *extra: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def quiet(make_server: ServerFactory) -> CsscertServer:
+def quiet(make_server: ServerFactory, tmp_path_factory: pytest.TempPathFactory) -> CsscertServer:
+    """A server with a value in every registered sealed column."""
     server = make_server()
     new_account(server, prefix="sec")  # an AK/SK besides the bootstrap one
+    server.cli("ca", "intermediate", "--csr-out", str(tmp_path_factory.mktemp("csr") / "pending.csr"))
     return server
 
 
