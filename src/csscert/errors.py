@@ -19,6 +19,7 @@ from __future__ import annotations
 __all__ = [
     "AccessDenied",
     "AuthenticationFailed",
+    "BackupRefused",
     "ConfigurationError",
     "Conflict",
     "CsscertError",
@@ -193,3 +194,8 @@ class Throttled(CsscertError):
         super().__init__(message)
         self.retry_after = max(1, retry_after)
         self.limit = limit  # which limit refused: for metrics and logs
+
+
+class BackupRefused(CsscertError):
+    """A backup file that cannot be restored: damaged, truncated, altered, of a newer format or
+    schema, sealed under another master key, or a target that is not empty (CLI only)."""

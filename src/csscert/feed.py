@@ -32,6 +32,7 @@ from csscert.ca.trust import TrustCache
 from csscert.cache import SingleFlight
 from csscert.identity.directory import Directory
 from csscert.model import Change
+from csscert.sealing import MASTER_KEY_CHECK, Sealer
 from csscert.store import ChangesPruned, SqlStore, StoreUnavailable
 from csscert.store.signal import ChangeSignal
 
@@ -53,12 +54,14 @@ class ChangeFeed:
         trust: TrustCache,
         signal: ChangeSignal | None,
         poll_seconds: float,
+        sealer: Sealer | None = None,
     ) -> None:
         self._store = store
         self._directory = directory
         self._trust = trust
         self._signal = signal
         self._poll_seconds = poll_seconds
+        self._sealer = sealer  # follows master-key rotations (custody/masterkey.py)
         self._word = signal.current() if signal is not None else b""
         # Taken before any lookup can be cached: nothing cached can predate it.
         self.applied = store.current_revision()
@@ -120,6 +123,11 @@ class ChangeFeed:
         self.catch_ups += 1
 
     async def _apply(self, changes: list[Change]) -> None:
+        if self._sealer is not None and any(c.kind == "meta" and c.key == MASTER_KEY_CHECK for c in changes):
+            # A rotation committed: seal under the new key from now on (and know it before the
+            # token keys are re-opened below).
+            check = await self._store.read(self._store.get_meta, MASTER_KEY_CHECK)
+            self._sealer.follow(check)
         if len(changes) > _CLEAR_ABOVE:
             # A bulk import or a long absence: forgetting everything is cheaper than evicting
             # key by key on the event loop, and the caches refill on demand.

@@ -18,14 +18,17 @@ import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 __all__ = [
     "NotARegularFile",
     "create_private",
+    "fsync_directory",
     "private_directory",
     "publish_new",
     "read_if_exists",
     "replace_all",
+    "streamed_new",
     "write_new",
     "write_replacing",
 ]
@@ -84,6 +87,37 @@ def publish_new(files: Sequence[tuple[Path, bytes, int]]) -> None:
 def write_new(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Create ``path`` with ``data``, complete or not at all; :class:`FileExistsError` if it exists."""
     publish_new([(path, data, mode)])
+
+
+@contextmanager
+def streamed_new(path: Path, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """Create ``path`` from content written piece by piece (a backup: never all in memory),
+    complete or not at all: the pieces go to a private temporary file, which is fsynced and
+    linked into place only when the ``with`` block ends without an error. Raises
+    :class:`FileExistsError` when ``path`` exists (checked first and again at the link)."""
+    if os.path.lexists(path):
+        raise FileExistsError(17, "File exists", str(path))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)
+        fsync_directory(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def fsync_directory(path: Path) -> None:
+    """Make a rename or link in ``path`` durable (the directory entry, not only the file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _check_replaceable(path: Path) -> None:

@@ -99,6 +99,7 @@ class CertificateAuthority:
     state: CAState
     created_at: datetime
     changed_at: datetime
+    chain_pem: bytes = b""  # certificates above it up to its root (imported, intermediate)
 
 
 @dataclass(frozen=True, slots=True)

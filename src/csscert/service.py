@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from csscert.ca import Authority
 from csscert.ca.crls import CrlCache
 from csscert.ca.trust import TrustCache
+from csscert.custody.masterkey import open_sealer, settle, write_guard
 from csscert.errors import ConfigurationError, ResourceNotFound
 from csscert.feed import ChangeFeed
 from csscert.files import write_replacing
@@ -166,7 +167,7 @@ class Service:
         if master:
             load_master_key(master, settings.data_dir, create=False)  # a malformed key says so first
         prepare_data_dir(settings, create=create)
-        self.sealer = Sealer(load_master_key(master, settings.data_dir, create=create))
+        self.sealer: Sealer = open_sealer(settings, create=create)
         if not create and settings.uses_embedded_database and not (settings.data_dir / "csscert.db").exists():
             raise NotInitialized(no_data_message(settings))  # SQLite would create an empty one
         self.store: SqlStore = open_store(settings, create=create)
@@ -202,6 +203,8 @@ class Service:
         if not create and not schema_only and self.store.schema_revision() is None:
             raise NotInitialized(no_data_message(self.settings))
         migrate(self.store)
+        settle(self.settings, self.store, self.sealer)  # an interrupted master-key rotation, first
+        self.store.write_guard = write_guard(self.sealer)
         self._check_master_key()
         self._reconcile_settings()
         if not create:
@@ -335,6 +338,7 @@ class Service:
             self.trust,
             self.store.change_signal,
             self.settings.revision_poll_seconds,
+            sealer=self.sealer,
         )
         feed.also.append(self.crls)
         return feed

@@ -194,6 +194,30 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         default=None, description="A bearer token that also opens `/metrics` (from anywhere)."
     )
+    master_key_previous: SecretStr | None = Field(
+        default=None,
+        description="During a master-key rotation on hosts that take `CSSCERT_MASTER_KEY`: the key being "
+        "replaced. Secrets sealed under either key open; new ones are sealed under the key the database is "
+        "at. Drop it once `csscert master-key rotate` has run.",
+    )
+    ca_key_store: Literal["sealed", "pkcs11"] = Field(
+        default="sealed",
+        description="Where new CA keys live: `sealed` (in the database, sealed under the master key) or "
+        "`pkcs11` (generated inside a PKCS#11 token, never extractable; the database keeps a reference).",
+    )
+    pkcs11_module: Path | None = Field(
+        default=None,
+        description="With `ca_key_store=pkcs11`: the PKCS#11 library, "
+        "e.g. `/usr/lib/softhsm/libsofthsm2.so`.",
+    )
+    pkcs11_token_label: str | None = Field(
+        default=None, description="With `ca_key_store=pkcs11`: the token's label."
+    )
+    pkcs11_pin_file: Path | None = Field(
+        default=None,
+        description="A file holding the token's user PIN (preferred over `pkcs11_pin`; never logged).",
+    )
+    pkcs11_pin: SecretStr | None = Field(default=None, description="The token's user PIN (never logged).")
 
     # -- issuance over the API (issue 12) ---------------------------------------------------
     crl_validity_hours: int = Field(

@@ -85,13 +85,16 @@ class CsscertServer:
         return clean_env(**self.env)
 
     def cli(
-        self, *args: str, input: str | None = None, check: bool = True
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        env_extra: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``csscert --data-dir DATA ARGS``; with ``check``, anything but exit 0 fails the test."""
         command = [sys.executable, "-m", "csscert", "--data-dir", str(self.data_dir), *self.extra_args, *args]
-        result = subprocess.run(
-            command, input=input, capture_output=True, text=True, env=self.process_env(), timeout=120
-        )
+        env = {**self.process_env(), **(env_extra or {})}
+        result = subprocess.run(command, input=input, capture_output=True, text=True, env=env, timeout=120)
         if check and result.returncode != 0:
             raise AssertionError(
                 f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"

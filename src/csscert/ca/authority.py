@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from csscert.audit import AuditEntry
 from csscert.ca import policy as policies
-from csscert.ca.bundle import trusted_first
+from csscert.ca.bundle import bundle_pem, trusted_first
 from csscert.ca.crl import REASONS, CrlDocument, build_crl, crl_path, window
 from csscert.ca.csr import check_csr
-from csscert.ca.keys import CAKey, SealedKey, seal_context
+from csscert.ca.keys import PKCS11_PREFIX, CAKey, SealedKey, seal_context
 from csscert.ca.names import (
     REGION_SCOPE,
     AuthorityError,
@@ -600,8 +600,8 @@ class Authority:
         node = NodeCertificate(
             key_pem=key_pem,
             cert_pem=cert_pem,
-            chain_pem=cert_pem + signer.cert_pem,
-            ca_bundle_pem=b"".join(ca.cert_pem for ca in self.trusted(scope)),
+            chain_pem=cert_pem + signer.cert_pem + signer.chain_pem,  # up to the root
+            ca_bundle_pem=bundle_pem(self.trusted(scope)),
             record=record,
             requested_days=days if capped < days else None,
         )
@@ -629,20 +629,36 @@ class Authority:
 
     def key_of(self, ca: CertificateAuthority) -> CAKey:
         """The signing key of ``ca``: every signature the authority makes goes through it."""
+        if ca.key_sealed.startswith(PKCS11_PREFIX):
+            from csscert.ca.pkcs11 import Pkcs11Key, token_for
+
+            public = x509.load_pem_x509_certificate(ca.cert_pem).public_key()
+            assert isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
+            return Pkcs11Key(token_for(self._settings), ca.key_sealed, public)
         return SealedKey(ca, self._sealer)
 
-    def _new_ca(self, scope: str) -> tuple[CertificateAuthority, PrivateKey]:
+    def _new_ca(self, scope: str) -> tuple[CertificateAuthority, PrivateKey | None]:
         settings = self._settings
         subject = parse_subject(settings.ca_subject)
-        key = generate_private_key(settings.ca_key_type)
+        ca_id = new_id()
+        key: PrivateKey | None = None
+        if settings.ca_key_store == "pkcs11":  # made inside the token; only a reference is kept
+            from csscert.ca.pkcs11 import Pkcs11Key, token_for
+
+            token = token_for(settings)
+            reference, public_key = token.generate(settings.ca_key_type, f"csscert-ca-{ca_id}")
+            signer: CAKey = Pkcs11Key(token, reference, public_key)
+        else:
+            key = generate_private_key(settings.ca_key_type)
+            public_key = key.public_key()
         now = _now()
         not_after = now + dt.timedelta(days=settings.ca_validity_days)
-        ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-        cert = (
+        ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
+        builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(subject)
-            .public_key(key.public_key())
+            .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - _BACKDATE)
             .not_valid_after(not_after)
@@ -665,12 +681,16 @@ class Authority:
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
             )
-            .sign(key, hashes.SHA256())
         )
-        ca_id = new_id()
-        key_der = key.private_bytes(
-            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        if key is not None:
+            cert = builder.sign(key, hashes.SHA256())
+            key_der = key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            key_sealed = self._sealer.seal(key_der, seal_context(ca_id))
+        else:
+            cert = signer.sign_certificate(builder)
+            key_sealed = reference
         record = CertificateAuthority(
             id=ca_id,
             scope=scope,
@@ -680,7 +700,7 @@ class Authority:
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
             cert_pem=cert.public_bytes(serialization.Encoding.PEM),
-            key_sealed=self._sealer.seal(key_der, seal_context(ca_id)),
+            key_sealed=key_sealed,
             state=CAState.ACTIVE,
             created_at=now,
             changed_at=now,

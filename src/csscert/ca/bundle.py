@@ -22,7 +22,15 @@ from csscert.ca.names import AuthorityError
 from csscert.ca.pkcs12 import java_truststore
 from csscert.model import CAState, CertificateAuthority
 
-__all__ = ["TrustBundle", "group_by_scope", "has_trusted", "trusted_first"]
+__all__ = [
+    "TrustBundle",
+    "bundle_pem",
+    "group_by_scope",
+    "has_trusted",
+    "trust_anchor",
+    "trust_anchors",
+    "trusted_first",
+]
 
 _TRUSTSTORES_KEPT = 64
 
@@ -44,10 +52,13 @@ class TrustBundle:
             raise AuthorityError(f"scope {scope} has no trusted CA")
         self.scope = scope
         self.authorities = tuple(trusted)
-        self.certificates = tuple(x509.load_pem_x509_certificate(ca.cert_pem) for ca in self.authorities)
+        anchors = trust_anchors(self.authorities)
+        self._anchor_states = tuple(ca.state for ca, _ in anchors)
+        self.certificates = tuple(x509.load_pem_x509_certificate(pem) for _, pem in anchors)
+        self._fingerprints = tuple(cert.fingerprint(hashes.SHA256()).hex() for cert in self.certificates)
         self.last_modified = max(ca.changed_at for ca in authorities)
         self.last_modified_http = format_datetime(self.last_modified, usegmt=True)
-        self.pem = b"".join(ca.cert_pem for ca in self.authorities)
+        self.pem = b"".join(pem for _, pem in anchors)
         self._ders = tuple(cert.public_bytes(serialization.Encoding.DER) for cert in self.certificates)
         self.der = self._ders[0]
         # certs-only PKCS#7 (RFC 7030 style); its certificates are a SET OF, so in DER order
@@ -78,13 +89,15 @@ class TrustBundle:
                     "subject": cert.subject.rfc4514_string(),
                     "issuer": cert.issuer.rfc4514_string(),
                     "serial": format(cert.serial_number, "x"),
-                    "fingerprint_sha256": ca.fingerprint_sha256,
+                    "fingerprint_sha256": fingerprint,
                     "fingerprint_sha1": cert.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - pinning clients want it
-                    "not_before": ca.not_before.isoformat(),
-                    "not_after": ca.not_after.isoformat(),
-                    "state": ca.state.value,
+                    "not_before": cert.not_valid_before_utc.isoformat(),
+                    "not_after": cert.not_valid_after_utc.isoformat(),
+                    "state": state.value,
                 }
-                for ca, cert in zip(self.authorities, self.certificates, strict=True)
+                for state, cert, fingerprint in zip(
+                    self._anchor_states, self.certificates, self._fingerprints, strict=True
+                )
             ],
         }
 
@@ -99,14 +112,42 @@ class TrustBundle:
         if cached is not None:
             return cached
         entries = [
-            (f"cloudsearchservice-{ca.fingerprint_sha256[:16]}", der)
-            for ca, der in zip(self.authorities, self._ders, strict=True)
+            (f"cloudsearchservice-{fingerprint[:16]}", der)
+            for fingerprint, der in zip(self._fingerprints, self._ders, strict=True)
         ]
         blob = java_truststore(entries, password)
         if len(self._truststores) >= _TRUSTSTORES_KEPT:
             self._truststores.clear()
         self._truststores[cache_key] = blob
         return blob
+
+
+def trust_anchor(ca: CertificateAuthority) -> bytes:
+    """What a client must trust for ``ca`` (PEM): the CA itself when it is a root (every CA csscert
+    makes, or an imported self-signed one); the root at the top of its chain when it is an
+    intermediate (imported with a chain, or installed by ``ca intermediate``): node certificates
+    then carry the chain up to that root."""
+    if not ca.chain_pem:
+        return ca.cert_pem
+    return x509.load_pem_x509_certificates(ca.chain_pem)[-1].public_bytes(serialization.Encoding.PEM)
+
+
+def trust_anchors(authorities: Sequence[CertificateAuthority]) -> list[tuple[CertificateAuthority, bytes]]:
+    """The anchors of ``authorities`` in their order, each once (intermediates under one root
+    share it), with the first CA that brought each."""
+    seen: set[bytes] = set()
+    anchors = []
+    for ca in authorities:
+        pem = trust_anchor(ca)
+        if pem not in seen:
+            seen.add(pem)
+            anchors.append((ca, pem))
+    return anchors
+
+
+def bundle_pem(authorities: Sequence[CertificateAuthority]) -> bytes:
+    """The PEM trust bundle of a scope's trusted CAs (see :func:`trust_anchor`)."""
+    return b"".join(pem for _, pem in trust_anchors(authorities))
 
 
 def trusted_first(authorities: Sequence[CertificateAuthority]) -> list[CertificateAuthority]:

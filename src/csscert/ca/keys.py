@@ -18,9 +18,13 @@ from csscert.ca.names import AuthorityError
 from csscert.model import CertificateAuthority
 from csscert.sealing import Sealer
 
-__all__ = ["CAKey", "PublicKey", "SealedKey", "seal_context"]
+__all__ = ["PKCS11_PREFIX", "CAKey", "PublicKey", "SealedKey", "seal_context"]
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+#: A CA's ``key_sealed`` starting with this is a reference to a key in a PKCS#11 token
+#: (ca/pkcs11.py, :class:`csscert.ca.pkcs11.Pkcs11Key`), not a sealed secret.
+PKCS11_PREFIX = "pkcs11:"
 
 
 def seal_context(ca_id: str) -> str:

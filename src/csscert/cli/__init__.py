@@ -43,6 +43,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "token": ("token", "token", "X-Auth-Token tokens (Fernet, 24 hours)."),
     "audit": ("audit", "audit", "The audit trail: every change, who made it, from where."),
     "acme": ("acme", "acme", "The ACME server: External Account Binding keys (acme eab create/list/revoke)."),
+    "master-key": ("masterkey", "master_key", "Rotate the master key that seals every secret."),
+    "backup": ("backup", "backup", "Write a consistent, checksummed backup of the store while it serves."),
+    "restore": ("backup", "restore", "Restore a backup into an empty data directory or database."),
     "download": ("client", "download", "Download the certificate through the API and print its fingerprint."),
     "verify": ("client", "verify", "Verify a TLS server's chain and hostname against a CA file."),
 }

@@ -140,3 +140,14 @@ def ca_retire(ctx: click.Context, fingerprint: str, force: bool, as_json: bool) 
         emit_json({**info, "unexpired_node_certificates": [c.serial for c in live]})
     else:
         console().print(f"retired CA {colon(retired.fingerprint_sha256)}")
+
+
+def _custody_commands() -> None:
+    """``ca import`` and ``ca intermediate`` live in cli/ca_custody.py (key custody)."""
+    from csscert.cli.ca_custody import ca_import, ca_intermediate
+
+    ca.add_command(ca_import)
+    ca.add_command(ca_intermediate)
+
+
+_custody_commands()

@@ -164,9 +164,9 @@ def cert_issue(
                 f"refusing to overwrite {', '.join(existing)} "
                 f"(use 'csscert cert renew {name}' to replace them)"
             )
-        bundle = b"".join(
-            ca.cert_pem for ca in service.authority.trusted(service.authority.scope_for(project_id))
-        )
+        from csscert.ca.bundle import bundle_pem
+
+        bundle = bundle_pem(service.authority.trusted(service.authority.scope_for(project_id)))
         ca_present = targets["ca"].exists() or targets["ca"].is_symlink()
         if ca_present and _differs(targets["ca"], bundle):
             fail(

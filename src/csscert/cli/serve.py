@@ -89,7 +89,9 @@ def _ephemeral_details(service: Service, base: str) -> dict[str, Any]:
     project_id = boot["project_id"]
     scope = service.authority.scope_for(project_id)
     ca_file = settings.data_dir.resolve() / "CloudSearchService.cer"
-    write_replacing(ca_file, b"".join(ca.cert_pem for ca in service.authority.trusted(scope)), 0o644)
+    from csscert.ca.bundle import bundle_pem
+
+    write_replacing(ca_file, bundle_pem(service.authority.trusted(scope)), 0o644)
     token = service.identity.issue_token(boot["user_name"], project_id).token
     return {
         "endpoint": base,

@@ -166,16 +166,17 @@ def exclusive(store: SqlStore) -> Iterator[None]:
         yield
 
 
-def migrate(store: SqlStore) -> str:
-    """Bring the schema to the newest revision; returns that revision's id."""
-    head = head_revision()
+def migrate(store: SqlStore, to: str = "head") -> str:
+    """Bring the schema to the newest revision (or to revision ``to``: a restore builds the
+    schema its backup was taken at); returns the revision's id."""
+    head = head_revision() if to == "head" else to
     if head is not None and store.schema_revision() == head:
         return head  # nothing to do (the common case for every CLI command and start)
     with exclusive(store):
-        return _migrate_locked(store, head)
+        return _migrate_locked(store, head, to)
 
 
-def _migrate_locked(store: SqlStore, head: str | None) -> str:
+def _migrate_locked(store: SqlStore, head: str | None, to: str = "head") -> str:
     if head is not None and store.schema_revision() == head:
         return head  # another process finished it while we waited
     from alembic import command
@@ -187,7 +188,7 @@ def _migrate_locked(store: SqlStore, head: str | None) -> str:
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql("SET LOCAL statement_timeout = 0")  # big tables take a while
             config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+            command.upgrade(config, to)
     except CommandError as exc:
         raise SchemaError(
             f"cannot migrate the database schema ({exc}); "

@@ -217,6 +217,8 @@ class AcmeStore:
 
     def create_eab(self, key: EabKey, *, audit: AuditEntry) -> None:
         with self._store._write(audit) as tx:
+            # A change row, so master-key rotation's write guard sees that this write sealed a secret.
+            tx.changed("eab_key", key.kid)
             tx.execute(
                 insert(t.acme_eab_keys).values(
                     kid=key.kid,

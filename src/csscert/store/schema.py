@@ -93,6 +93,20 @@ certificate_authorities = Table(
     Column("state", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("changed_at", DateTime(timezone=True), nullable=False),
+    # Certificates above the CA up to and including its root, PEM; "" for a root (0007).
+    Column("chain_pem", Text, nullable=False, server_default=""),
+)
+
+# Intermediates asked for (`ca intermediate --csr-out`) and not installed yet: the key waits here,
+# sealed with the context of the CA it becomes (same id), until the signed certificate comes (0007).
+pending_authorities = Table(
+    "pending_authorities",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("scope", String(32), nullable=False, index=True),
+    Column("csr_pem", Text, nullable=False),
+    Column("key_sealed", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 issued_certificates = Table(

@@ -294,6 +294,9 @@ class SqlStore:
         self.errors = 0  # errors the driver raised, for metrics
         event.listen(self.engine, "handle_error", self._count_error)
         self._reads = _ReadPool(read_threads)
+        # Called in every write transaction before it commits (custody: refuses a write that
+        # sealed a secret under a master key the database was rotated away from meanwhile).
+        self.write_guard: Callable[[_Tx], None] | None = None
 
     def _count_error(self, _context: Any) -> None:
         self.errors += 1
@@ -324,6 +327,8 @@ class SqlStore:
             rev = self._bump(conn)
             tx = _Tx(conn, rev, _now())
             yield tx
+            if self.write_guard is not None:
+                self.write_guard(tx)
             if audit is not None and not tx.unchanged:
                 record = self._audit(tx, audit)
             self._finish(tx)
@@ -1017,6 +1022,7 @@ class SqlStore:
                     state=ca.state.value,
                     created_at=ca.created_at,
                     changed_at=ca.changed_at,
+                    chain_pem=ca.chain_pem.decode("ascii"),
                 )
             )
             tx.changed("ca", ca.scope)
@@ -1183,6 +1189,7 @@ def _ca(r: Any) -> CertificateAuthority:
         state=CAState(r.state),
         created_at=_utc(r.created_at),
         changed_at=_utc(r.changed_at),
+        chain_pem=(r.chain_pem or "").encode("ascii"),
     )
 
 
