@@ -100,13 +100,22 @@ def test_ca_retire_counts_a_revoked_certificate_as_no_longer_blocking(private: C
     private.cli("ca", "rotate")
     blocked = private.cli("ca", "retire", old, check=False)
     assert blocked.returncode == EXIT_ERROR and "old-1" in blocked.stderr
-    for name in ("old-1", "r1", "r2", "n1"):  # every live certificate of the old CA
-        private.cli("cert", "revoke", name, "--reason", "cessationOfOperation", check=False)
+    live = [
+        r
+        for r in private.cli_json("cert", "list")
+        if r["status"] == "valid" and r["ca_fingerprint_sha256"] == old
+    ]
+    assert "old-1" in {r["name"] for r in live}
+    for row in live:  # every live certificate of the old CA, whichever tests made them
+        private.cli("cert", "revoke", row["serial"], "--reason", "cessationOfOperation")
     retired = private.cli_json("ca", "retire", old)
     assert retired["unexpired_node_certificates"] == []
 
 
 def test_cert_list_pages(private: CsscertServer) -> None:
+    out = private.data_dir.parent / "page-out"
+    for name in ("page-1", "page-2"):  # whatever else this server holds (tests may run apart)
+        private.cli("cert", "issue", "--name", name, "--dns", f"{name}.x", "--out", str(out))
     page = private.cli("cert", "list", "--all", "--limit", "1", "--json")
     assert page.returncode == 0 and "more certificates follow: --after" in page.stderr
     after = page.stderr.split("--after", 1)[1].strip()
