@@ -20,8 +20,8 @@ from sqlalchemy import Table
 from csscert.ca.keys import PKCS11_PREFIX, seal_context
 from csscert.identity.credentials import sk_context
 from csscert.identity.tokens import fernet_context
-from csscert.store.acme import eab_context
 from csscert.store import schema as t
+from csscert.store.acme import eab_context
 
 __all__ = ["SEALED_COLUMNS", "SealedColumn", "is_sealed"]
 
