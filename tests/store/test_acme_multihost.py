@@ -5,10 +5,8 @@ validated, finalized and downloaded through the other."""
 from __future__ import annotations
 
 import secrets
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -16,37 +14,28 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from josepy.b64 import b64encode
 from store_helpers import ADMIN_URL, create_database, needs_postgres
-from support.acme import AcmeSetup, Client, acme_env, download_ca_file, problem
+from support.acme import AcmeSetup, Client, acme_env, download_ca_file, http01_responder, problem
 from support.server import CsscertServer, free_port
 
 pytestmark = [needs_postgres]
-ANSWERS: dict[str, str] = {}
-
-
-class _Responder(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = ANSWERS.get(self.path.rsplit("/", 1)[-1], "").encode()
-        self.send_response(200 if body else 404)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+Hosts = tuple[AcmeSetup, str, dict[str, str]]  # host A's setup, host B's URL, the http-01 answers
 
 
 @pytest.fixture(scope="module")
-def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AcmeSetup, str]]:
+def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
+    with http01_responder() as (responder_port, answers):
+        for setup, host_b in _hosts(tmp_path_factory.mktemp("acme-hosts"), responder_port):
+            yield setup, host_b, answers
+
+
+def _hosts(tmp: Path, responder_port: int) -> Iterator[tuple[AcmeSetup, str]]:
     assert ADMIN_URL
-    tmp = tmp_path_factory.mktemp("acme-hosts")
-    responder = ThreadingHTTPServer(("127.0.0.1", 0), _Responder)
-    threading.Thread(target=responder.serve_forever, daemon=True).start()
     port_a, port_b = free_port(), free_port()
     shared = {
         "CSSCERT_DATABASE_URL": create_database(ADMIN_URL),
         "CSSCERT_MASTER_KEY": secrets.token_urlsafe(32),
         "CSSCERT_PUBLIC_URL": f"https://localhost:{port_a}",  # what a load balancer in front would be
-        **acme_env(int(responder.server_address[1]), free_port()),
+        **acme_env(responder_port, free_port()),
     }
     a = CsscertServer(data_dir=tmp / "a" / "data", port=port_a, tls=True, env=dict(shared))
     b = CsscertServer(data_dir=tmp / "b" / "data", port=port_b, tls=True, env=dict(shared))
@@ -54,12 +43,11 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AcmeSetup,
         for server in (a, b):
             server.data_dir.parent.mkdir(parents=True)
             server.start()
-        setup = AcmeSetup(a, download_ca_file(a, tmp), int(responder.server_address[1]), 0)
+        setup = AcmeSetup(a, download_ca_file(a, tmp), responder_port, 0)
         yield setup, f"https://localhost:{port_b}"
     finally:
         for server in (a, b):
             server.stop()
-        responder.shutdown()
 
 
 def _on(other: str, url: str) -> str:
@@ -68,9 +56,9 @@ def _on(other: str, url: str) -> str:
 
 
 def test_a_nonce_from_one_host_is_spent_on_the_other_and_then_everywhere(
-    hosts: tuple[AcmeSetup, str],
+    hosts: Hosts,
 ) -> None:
-    setup, host_b = hosts
+    setup, host_b, _ = hosts
     client = Client(setup)
     assert client.register(*setup.eab()).status_code == 201
     nonce_b = client.http.head(_on(host_b, f"{setup.base}/new-nonce")).headers["replay-nonce"]
@@ -81,8 +69,8 @@ def test_a_nonce_from_one_host_is_spent_on_the_other_and_then_everywhere(
     assert replay.status_code == 400 and problem(replay) == "badNonce"
 
 
-def test_an_order_made_on_one_host_completes_through_the_other(hosts: tuple[AcmeSetup, str]) -> None:
-    setup, host_b = hosts
+def test_an_order_made_on_one_host_completes_through_the_other(hosts: Hosts) -> None:
+    setup, host_b, answers = hosts
     client = Client(setup)
     assert client.register(*setup.eab()).status_code == 201
     order = client.order("localhost")
@@ -92,7 +80,7 @@ def test_an_order_made_on_one_host_completes_through_the_other(hosts: tuple[Acme
     challenge = next(c for c in authz["challenges"] if c["type"] == "http-01")
     thumbprint = client.key.public_key().thumbprint()
 
-    ANSWERS[challenge["token"]] = f"{challenge['token']}.{b64encode(thumbprint).decode()}"
+    answers[challenge["token"]] = f"{challenge['token']}.{b64encode(thumbprint).decode()}"
     answered = client.post(challenge["url"], {}, send_to=_on(host_b, challenge["url"]))
     assert answered.json()["status"] == "valid", answered.text
     ready = client.post(order.headers["location"], None).json()

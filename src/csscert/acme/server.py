@@ -33,7 +33,7 @@ from csscert.acme.validation import Failure, Target, networks, validate
 from csscert.audit import AuditEntry
 from csscert.ca import Authority
 from csscert.ca.authority import PUBLIC_BASE_URL_META
-from csscert.ca.names import AuthorityError, validate_dns_name, validate_ip
+from csscert.ca.names import AuthorityError, is_ip_address, validate_dns_name, validate_ip
 from csscert.errors import Conflict, CsscertError, InvalidRequest, PolicyViolation, ResourceNotFound
 from csscert.identity.roles import CERTIFICATE_ISSUER
 from csscert.model import Project, User, new_id
@@ -68,7 +68,7 @@ def check_identifiers(authority: Authority, project_id: str, identifiers: Sequen
     for kind, value in identifiers:
         try:
             if kind == "dns":
-                if _is_ip(value):
+                if is_ip_address(value):
                     raise AuthorityError(
                         f"{value!r} is an IP address: send it as an identifier of type ip (RFC 8738)"
                     )
@@ -89,14 +89,6 @@ def check_identifiers(authority: Authority, project_id: str, identifiers: Sequen
         authority.check_policy(project_id, dns, ips)
     except PolicyViolation as exc:
         raise AcmeProblem("rejectedIdentifier", str(exc)) from None
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass

@@ -28,6 +28,7 @@ from csscert.ca.names import (
     AuthorityError,
     build_subject,
     common_name,
+    is_ip_address,
     parse_subject,
     scope_of,
     validate_dns_name,
@@ -110,14 +111,6 @@ def normalise_serial(serial: str) -> str:
     if not cleaned or len(cleaned) > 48 or any(c not in "0123456789abcdef" for c in cleaned):
         raise ResourceNotFound(f"no certificate with serial {serial[:80]!r} (serials are hex)")
     return cleaned.lstrip("0") or "0"
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 class Authority:
@@ -352,8 +345,8 @@ class Authority:
             )
         subject = parse_subject(current.subject) if current.subject else build_subject(name)
         sans = [value for value in current.sans.split(",") if value]
-        ips = [value for value in sans if _is_ip(value)]
-        dns = [value for value in sans if not _is_ip(value)]
+        ips = [value for value in sans if is_ip_address(value)]
+        dns = [value for value in sans if not is_ip_address(value)]
         key_type = current.key_type if current.key_type in get_args(KeyType) else None
         return self.issue_node(
             project_id,

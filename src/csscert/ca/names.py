@@ -18,6 +18,7 @@ __all__ = [
     "AuthorityError",
     "build_subject",
     "common_name",
+    "is_ip_address",
     "java_dn",
     "parse_subject",
     "scope_of",
@@ -83,6 +84,15 @@ def validate_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         return ipaddress.ip_address(address.strip())
     except ValueError as exc:
         raise AuthorityError(f"{address!r} is not a valid IP address") from exc
+
+
+def is_ip_address(value: str) -> bool:
+    """True for an IPv4 or IPv6 address (a SAN string or an identifier that is not a DNS name)."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def validate_name(name: str) -> str:

@@ -12,6 +12,7 @@ import click
 
 from csscert.cli.common import service_for
 from csscert.cli.output import console, emit_json, escape, fail, json_option, show_page
+from csscert.identity.roles import ROLES
 
 
 @click.group()
@@ -79,70 +80,55 @@ user.command("disable", help="Disable a user: its tokens and keys stop working a
 user.command("enable", help="Enable a user again.")(_user_switch(True))
 
 
-def _project_or_role(project_ref: str | None, role: str | None) -> None:
-    if (project_ref is None) == (role is None):
-        raise click.UsageError("give exactly one of --project or --role")
+def _grant_switch(granted: bool, role_help: str) -> Callable[..., None]:
+    """``user grant`` and ``user revoke-grant``: one project or one role, given or taken."""
 
-
-@user.command("grant")
-@click.argument("name")
-@click.option("--project", "project_ref", default=None, help="Project (id or name).")
-@click.option(
-    "--role",
-    type=click.Choice(["certificate-issuer", "administrator"]),
-    default=None,
-    help="A role: certificate-issuer signs and revokes over the API; administrator reads the audit trail.",
-)
-@json_option
-@click.pass_context
-def user_grant(
-    ctx: click.Context, name: str, project_ref: str | None, role: str | None, as_json: bool
-) -> None:
-    """Let a user work in one more project (tokens and AK/SK requests), or give it a role."""
-    _project_or_role(project_ref, role)
-    with service_for(ctx) as service:
-        if role is not None:
-            held = service.identity.grant_role(name, role)
-            if as_json:
-                emit_json({"user": held.name, "role": role, "granted": True})
+    @click.argument("name")
+    @click.option("--project", "project_ref", default=None, help="Project (id or name).")
+    @click.option("--role", type=click.Choice(ROLES), default=None, help=role_help)
+    @json_option
+    @click.pass_context
+    def command(
+        ctx: click.Context, name: str, project_ref: str | None, role: str | None, as_json: bool
+    ) -> None:
+        if (project_ref is None) == (role is None):
+            raise click.UsageError("give exactly one of --project or --role")
+        with service_for(ctx) as service:
+            identity = service.identity
+            if role is not None:
+                user = (identity.grant_role if granted else identity.revoke_role)(name, role)
+                record: dict[str, object] = {"user": user.name, "role": role, "granted": granted}
+                text = f"user {user.name} {'has' if granted else 'no longer has'} role {role}"
             else:
-                console().print(f"user {held.name} has role {role}", markup=False)
-            return
-        assert project_ref is not None
-        user, project = service.identity.grant(name, project_ref)
-    if as_json:
-        emit_json({"user": user.name, "project_id": project.id, "project": project.name, "granted": True})
-    else:
-        console().print(f"user {user.name} may use project {project.name} ({project.id})", markup=False)
+                assert project_ref is not None
+                user, project = (identity.grant if granted else identity.revoke_grant)(name, project_ref)
+                record = {
+                    "user": user.name,
+                    "project_id": project.id,
+                    "project": project.name,
+                    "granted": granted,
+                }
+                verb = "may use" if granted else "no longer has"
+                text = f"user {user.name} {verb} project {project.name} ({project.id})"
+        if as_json:
+            emit_json(record)
+        else:
+            console().print(text, markup=False)
+
+    return command
 
 
-@user.command("revoke-grant")
-@click.argument("name")
-@click.option("--project", "project_ref", default=None, help="Project (id or name).")
-@click.option(
-    "--role", type=click.Choice(["certificate-issuer", "administrator"]), default=None, help="A role to take."
+user.command(
+    "grant", help="Let a user work in one more project (tokens and AK/SK requests), or give it a role."
+)(
+    _grant_switch(
+        True, "certificate-issuer signs and revokes over the API; administrator reads the audit trail."
+    )
 )
-@json_option
-@click.pass_context
-def user_revoke_grant(
-    ctx: click.Context, name: str, project_ref: str | None, role: str | None, as_json: bool
-) -> None:
-    """Take a project (never the last one) or a role from a user; it stops working at once."""
-    _project_or_role(project_ref, role)
-    with service_for(ctx) as service:
-        if role is not None:
-            held = service.identity.revoke_role(name, role)
-            if as_json:
-                emit_json({"user": held.name, "role": role, "granted": False})
-            else:
-                console().print(f"user {held.name} no longer has role {role}", markup=False)
-            return
-        assert project_ref is not None
-        user, project = service.identity.revoke_grant(name, project_ref)
-    if as_json:
-        emit_json({"user": user.name, "project_id": project.id, "project": project.name, "granted": False})
-    else:
-        console().print(f"user {user.name} no longer has project {project.name} ({project.id})", markup=False)
+user.command(
+    "revoke-grant",
+    help="Take a project (never the last one) or a role from a user; it stops working at once.",
+)(_grant_switch(False, "The role to take."))
 
 
 @user.command("delete")

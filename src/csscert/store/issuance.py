@@ -202,21 +202,7 @@ class IssuanceStore:
             conditions.append(_ic.c.name == name)
         if expired_before is not None:
             conditions.append(_ic.c.not_after > expired_before)
-        if after is not None:
-            conditions.append(
-                or_(
-                    _ic.c.created_at > after.created_at,
-                    and_(_ic.c.created_at == after.created_at, _ic.c.serial > after.serial),
-                )
-            )
-        query = (
-            select(_ic)
-            .where(*conditions)
-            .order_by(_ic.c.created_at, _ic.c.serial)
-            .limit(max(1, min(limit, MAX_PAGE)))
-        )
-        with self._store.engine.connect() as conn:
-            return [_issued(r) for r in conn.execute(query)]
+        return self._page(conditions, after, limit)
 
     @_unavailable_on_failure
     def expired_page(
@@ -228,6 +214,12 @@ class IssuanceStore:
             _ic.c.status == "valid",
             _ic.c.not_after <= now,
         ]
+        return self._page(conditions, after, limit)
+
+    def _page(
+        self, conditions: list[Any], after: IssuedCertificate | None, limit: int
+    ) -> list[IssuedCertificate]:
+        """One page in (created_at, serial) order, continuing after ``after`` (keyset paging)."""
         if after is not None:
             conditions.append(
                 or_(
