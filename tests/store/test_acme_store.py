@@ -90,7 +90,10 @@ def test_expired_nonces_and_orders_are_pruned_with_their_authorizations(store: S
     live = acme.new_nonce(_now() + timedelta(minutes=5))
     kept = _order(acme, account, _now() + timedelta(hours=1))
     old = _order(acme, account, _now() - timedelta(seconds=1))  # (each new order prunes before it)
-    assert acme.prune(_now()) == (3, 1)
+    nonces, orders = acme.prune(_now())
+    # new_nonce itself prunes now and then (at random), so some may already be gone: none is left.
+    assert nonces <= 3 and orders == 1
+    assert _count(store, t.acme_nonces) == 1
     assert acme.take_nonce(live, _now())
     assert acme.order(old.id) is None and acme.order(kept.id) is not None
     assert _count(store, t.acme_authorizations) == 1 and _count(store, t.acme_challenges) == 1
