@@ -164,14 +164,10 @@ async def download(service: Service, request: Request) -> Response:
         raise ResourceNotFound("the project has no certificate authority yet")
     key, password = _key(fmt, password, service.truststore_default_password)
     rep: Representation | None = bundle.representations.get(key)  # type: ignore[assignment]
-    if rep is not None and rep.rebuild_at > now:
+    if rep is not None and rep.rebuild_at > now:  # the hit stays inline: no coroutine per request
         _REPRESENTATION_STATS[0] += 1
     else:
-        _REPRESENTATION_STATS[1] += 1
-        if fmt in TRUSTSTORE_FORMATS:
-            rep = _keep(bundle, key, await _built_off_loop(service, bundle, fmt, password))
-        else:
-            rep = _keep(bundle, key, _build(bundle, fmt, ""))
+        rep = await _rebuild(service, bundle, key, fmt, password)
     rid = request.request_id
     if not_modified(rep.etag, rep.last_modified, headers):
         return 304, [*rep.not_modified_headers, ("x-request-id", rid)], b""
@@ -186,7 +182,17 @@ async def representation_for(
     key, password = _key(fmt, password, service.truststore_default_password)
     rep: Representation | None = bundle.representations.get(key)  # type: ignore[assignment]
     if rep is not None and rep.rebuild_at > service.now():
+        _REPRESENTATION_STATS[0] += 1
         return rep
+    return await _rebuild(service, bundle, key, fmt, password)
+
+
+async def _rebuild(
+    service: Service, bundle: TrustBundle, key: tuple[str, bytes], fmt: str, password: str
+) -> Representation:
+    """A representation missing or due for rebuilding: built (a truststore off the event loop)
+    and kept on the bundle for the next request."""
+    _REPRESENTATION_STATS[1] += 1
     if fmt in TRUSTSTORE_FORMATS:
         return _keep(bundle, key, await _built_off_loop(service, bundle, fmt, password))
     return _keep(bundle, key, _build(bundle, fmt, ""))
