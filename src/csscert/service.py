@@ -390,5 +390,14 @@ class Service:
             sizes["crls"] = len(self.crls.documents)
         return sizes
 
+    def feed_state(self) -> dict[str, int] | None:
+        """The change feed's applied revision and listener state (for metrics), or None before
+        the feed exists; plain reads."""
+        if "feed" not in self.__dict__:
+            return None
+        connected = self.feed.listener_connected
+        listener = -1 if connected is None else int(connected)
+        return {"applied": self.feed.applied, "listener": listener}
+
     def now(self) -> float:
         return time.time()  # what datetime.now(UTC).timestamp() gives, without building a datetime

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import socket
 import sqlite3
 import time
@@ -134,6 +135,27 @@ def test_metrics_parse_and_count_the_whole_server(watched: CsscertServer) -> Non
     assert [s.value for s in families["csscert_database_errors"].samples if s.name.endswith("_total")] == [0]
     throttled = {s.labels["limit"] for s in families["csscert_throttled_requests"].samples}
     assert throttled >= {"credential", "login_user", "login_address"}
+
+
+def _feed_gauges(server: CsscertServer) -> tuple[float, float]:
+    families = _families(httpx.get(f"{server.url}/metrics").text)
+    (applied,) = families["csscert_changes_applied_revision"].samples
+    (listener,) = families["csscert_changes_listener_up"].samples
+    return applied.value, listener.value
+
+
+def test_metrics_show_the_lowest_revision_every_worker_applied(watched: CsscertServer) -> None:
+    """An operator (or a test) can tell when a write has reached every worker's caches."""
+    token = watched.token()
+    time.sleep(1.5)
+    before, listener = _feed_gauges(watched)
+    assert listener == -1  # SQLite: no NOTIFY listener, the change signal and the poll instead
+    watched.cli("user", "create", f"feed-{secrets.token_hex(3)}", "--project", watched.project_id)
+    for _ in range(6):  # new connections, so both workers see a request after the write
+        httpx.get(watched.download_url(), headers={"X-Auth-Token": token})
+    time.sleep(1.5)
+    after, _ = _feed_gauges(watched)
+    assert after > before
 
 
 def test_metrics_are_refused_to_other_addresses_by_default(watched: CsscertServer) -> None:

@@ -62,6 +62,8 @@ class RevocationStream:
             while not self.stop.is_set():
                 try:
                     child = self._mint(client)
+                    if child is None:
+                        continue
                     answer = client.delete(
                         "/v3/auth/tokens", headers={"X-Auth-Token": self.parent, "X-Subject-Token": child}
                     )
@@ -70,9 +72,14 @@ class RevocationStream:
                 if answer.status_code == 204:
                     self.acknowledged.append(child)
 
-    def _mint(self, client: httpx.Client) -> str:
+    def _mint(self, client: httpx.Client) -> str | None:
+        """A child token, or None when the credential's rate limit said to slow down (the
+        stream then waits as a client would: throttling is not what this test is about)."""
         body = {"auth": {"identity": {"methods": ["token"], "token": {"id": self.parent}}}}
         minted = client.post("/v3/auth/tokens?nocatalog", json=body)
+        if minted.status_code == 429:
+            self.stop.wait(min(float(minted.headers.get("retry-after", "1")), 1.0))
+            return None
         assert minted.status_code == 201, minted.text
         return minted.headers["x-subject-token"]
 

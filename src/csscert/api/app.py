@@ -87,7 +87,9 @@ class App:
         if self.access_log is not None:
             self.access_log.flush()
         if self.metrics is not None:
-            self.metrics.flush(self.service.store.errors, self.service.cache_sizes())
+            self.metrics.flush(
+                self.service.store.errors, self.service.cache_sizes(), self.service.feed_state()
+            )
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._started(loop)

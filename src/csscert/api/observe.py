@@ -181,6 +181,20 @@ class Metrics:
             registry=reg,
             multiprocess_mode="livesum",
         )
+        # The change feed, per worker; the lowest over live workers is what a caller can rely on.
+        self._applied_revision = Gauge(
+            "csscert_changes_applied_revision",
+            "The newest store revision applied to the caches (lowest over live workers).",
+            registry=reg,
+            multiprocess_mode="livemin",
+        )
+        self._listener_up = Gauge(
+            "csscert_changes_listener_up",
+            "1 while the PostgreSQL NOTIFY listener is connected, 0 while it reconnects, -1 on SQLite "
+            "(lowest over live workers).",
+            registry=reg,
+            multiprocess_mode="livemin",
+        )
         # Known label values start at 0, so a rate over them is defined before the first event.
         for limit in ("credential", "login_user", "login_address"):
             self._throttled.labels(limit)
@@ -213,7 +227,9 @@ class Metrics:
         self._flushed[key] = total
         return delta
 
-    def flush(self, db_errors: int, cache_entries: Mapping[str, int]) -> None:
+    def flush(
+        self, db_errors: int, cache_entries: Mapping[str, int], feed: Mapping[str, int] | None = None
+    ) -> None:
         """Move what the hot path counted since the last flush into prometheus_client."""
         latency: dict[str, list[float]] = {}
         for (route, status), tally in list(self.tallies.items()):
@@ -255,6 +271,9 @@ class Metrics:
         entries = {**wire.cache_sizes(), **negotiation.cache_sizes(), **cache_entries}
         for name, size in entries.items():
             self._cache_entries.labels(name).set(size)
+        if feed is not None:
+            self._applied_revision.set(feed["applied"])
+            self._listener_up.set(feed["listener"])
 
     def exposition(self) -> tuple[bytes, str]:
         """The whole server's metrics in the Prometheus text format (and its content type)."""
