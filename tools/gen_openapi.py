@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from openapi_acme import ACME_RESPONSES, ACME_SCHEMAS, acme_paths
+
 OUT = Path(__file__).resolve().parent.parent / "src" / "csscert" / "api" / "openapi.json"
 
 CSS_ERROR = {
@@ -409,7 +411,7 @@ document = {
         "version": "0.1.0",
         "description": (
             "CSS 'Downloading a Security Certificate' and the Keystone v3 subset its clients need; "
-            "csscert's issuance API (sign, list, revoke) and the public CRLs."
+            "csscert's issuance API (sign, list, revoke), the public CRLs and the ACME server (RFC 8555)."
         ),
     },
     "components": {
@@ -433,7 +435,9 @@ document = {
                 "required": ["scope", "certificates"],
                 "properties": {"scope": {"type": "string"}, "certificates": {"type": "array"}},
             },
+            **ACME_SCHEMAS,
         },
+        "responses": ACME_RESPONSES,
     },
     "paths": {
         "/v1.0/{project_id}/cer/download": {
@@ -680,6 +684,9 @@ document = {
         },
     },
 }
+
+
+document["paths"].update(acme_paths())  # type: ignore[attr-defined]
 
 
 def main(argv: list[str] | None = None) -> None:
